@@ -10,7 +10,7 @@ import logging
 import sys
 from importlib import import_module
 
-COMMANDS = ("probe", "pretrain", "embed", "retrieve", "evaluate", "finetune", "demo", "shard", "prepare")
+COMMANDS: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
