@@ -1,0 +1,47 @@
+"""Retrieval metrics computed with batched matrix products (no Python loop over pairs)."""
+from __future__ import annotations
+
+import torch
+
+
+def retrieval_ranks(
+    queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor | None = None, chunk: int = 2048
+) -> torch.Tensor:
+    """1-based rank of each query's true candidate among all candidates, by dot-product score.
+
+    queries: (Nq, D), candidates: (Nc, D); targets: (Nq,) index of the true candidate of each
+    query (default: query i matches candidate i). Ties count against the query (pessimistic),
+    so a constant embedding cannot score well. Work is done `chunk` queries at a time, so tens of
+    thousands of clips fit in memory on a CPU.
+    """
+    if targets is None:
+        if queries.shape[0] != candidates.shape[0]:
+            raise ValueError("without targets, queries and candidates must pair up one to one")
+        targets = torch.arange(queries.shape[0])
+    ranks = torch.empty(queries.shape[0], dtype=torch.long)
+    candidates = candidates.float()
+    for begin in range(0, queries.shape[0], chunk):
+        scores = queries[begin : begin + chunk].float() @ candidates.T
+        rows = torch.arange(scores.shape[0])
+        true_scores = scores[rows, targets[begin : begin + chunk]]
+        better = (scores >= true_scores[:, None]).sum(dim=1)  # includes the true candidate itself
+        ranks[begin : begin + chunk] = better
+    return ranks
+
+
+def recall_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10), prefix: str = "") -> dict[str, float]:
+    """R@k (percent) and median / mean rank from 1-based ranks."""
+    ranks = ranks.double()
+    out = {f"{prefix}R@{k}": float((ranks <= k).double().mean() * 100) for k in ks}
+    out[f"{prefix}median_rank"] = float(ranks.median())
+    out[f"{prefix}mean_rank"] = float(ranks.mean())
+    return out
+
+
+def cross_modal_retrieval(
+    video_emb: torch.Tensor, audio_emb: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)
+) -> dict[str, float]:
+    """Both directions: video->audio (`v2a_*`) and audio->video (`a2v_*`); row i of each is one clip."""
+    metrics = recall_metrics(retrieval_ranks(video_emb, audio_emb), ks, prefix="v2a_")
+    metrics.update(recall_metrics(retrieval_ranks(audio_emb, video_emb), ks, prefix="a2v_"))
+    return metrics

@@ -1,0 +1,88 @@
+"""Process-group set-up for torchrun, and the few collectives the loop needs.
+
+One process works too: without torchrun's environment nothing is initialised and every
+helper here degrades to the single-process answer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: rank, world size, the device it drives."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """CUDA (this process's GPU) when present and not refused, else CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda was asked for but no CUDA device is available")
+        if requested == "cuda":
+            return torch.device("cuda", local_rank)
+    return torch.device(requested)
+
+
+def init_distributed(requested_device: str = "auto") -> DistContext:
+    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when launched by it."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def barrier() -> None:
+    """Wait for every rank; a no-op in a single process."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True when `flag` is true on at least one rank (e.g. a stop signal reached one of them)."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def mean_across_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalar metrics over ranks so the logged figures describe the whole batch."""
+    if not dist.is_initialized() or not values:
+        return values
+    keys = sorted(values)
+    stacked = torch.tensor([values[k] for k in keys], device=device, dtype=torch.float64)
+    dist.all_reduce(stacked)
+    stacked /= dist.get_world_size()
+    return dict(zip(keys, stacked.tolist()))
+
+
+def cleanup() -> None:
+    """Leave the process group cleanly (barrier first: gloo aborts at exit otherwise)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,184 @@
+"""The pretraining recipe: config, data, model and validation wired into the shared loop.
+
+`run_pretrain(cfg)` is what `avssl pretrain -c configs/pretrain/tiny.yaml key=value ...`
+calls; it also works from Python and under `torchrun` (one process per GPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from avssl.config import save_config
+from avssl.data.datasets import ClipDataset
+from avssl.data.loader import build_loader
+from avssl.data.manifest import read_source, write_manifest
+from avssl.models.factory import create_model
+from avssl.tasks.metrics import cross_modal_retrieval
+from avssl.train import distributed as distr
+from avssl.train.config import TrainConfig
+from avssl.train.trainer import FitResult, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """Which videos, how clips are cut from them, and how they are batched."""
+
+    train: str = ""  # folder, folder of class folders, or CSV manifest
+    val: str = ""  # held-out videos; empty: `val_fraction` of `train`, split by file
+    val_fraction: float = 0.1
+    num_frames: int | None = None  # None: the model config's
+    frame_size: int | None = None  # None: the model config's
+    clip_duration: float | None = None  # seconds; None: the model config's
+    sampler: str = "random"  # random | random_multi | constant | uniform
+    clips_per_video: int = 1
+    short_videos: str = "pad"  # pad | skip: videos shorter than a clip
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    num_workers: int = 2
+
+
+@dataclass
+class PretrainConfig:
+    """Everything `avssl pretrain` reads: a YAML file under configs/pretrain/ plus overrides."""
+
+    out: str = "runs/pretrain"
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _held_out(path: str, seed: int, fraction: float) -> bool:
+    digest = hashlib.blake2b(f"{seed}:{Path(path).name}:{path}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]:
+    """Train and validation sources; without `data.val`, a seeded by-file split of `data.train`
+    written to the run folder (train_split.csv / val_split.csv) so it is visible and reused."""
+    if not data.train:
+        raise ValueError("data.train is not set: give a folder of videos or a CSV manifest (data.train=PATH)")
+    if data.val:
+        return data.train, data.val
+    entries = read_source(data.train)
+    val = [e for e in entries if _held_out(e.path, seed, data.val_fraction)]
+    train = [e for e in entries if not _held_out(e.path, seed, data.val_fraction)]
+    if not val or not train:
+        raise ValueError(
+            f"data.val_fraction={data.val_fraction} of {len(entries)} videos leaves an empty split: "
+            "set data.val to a held-out folder/CSV or change data.val_fraction"
+        )
+    train_csv, val_csv = run_dir / "train_split.csv", run_dir / "val_split.csv"
+    write_manifest(train, train_csv)
+    write_manifest(val, val_csv)
+    return str(train_csv), str(val_csv)
+
+
+def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path) -> tuple[ClipDataset, ClipDataset]:
+    """Training and validation clip datasets whose clips match what the model was built for."""
+    data = cfg.data
+    train_source, val_source = split_sources(data, run_dir, cfg.seed)
+    common = dict(
+        num_frames=data.num_frames or model_cfg.num_frames,
+        frame_size=data.frame_size or model_cfg.frame_size,
+        clip_duration=data.clip_duration or model_cfg.clip_duration,
+        audio_rate=model_cfg.audio_rate,
+        num_mel_bins=model_cfg.num_mel_bins,
+        seed=cfg.seed,
+        short=data.short_videos,
+    )
+    train = ClipDataset(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
+    val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
+    return train, val
+
+
+def write_rejected(run_dir: Path, *datasets: ClipDataset) -> Path:
+    """The files the data side refused, one `path<TAB>reason` per line (empty file when none)."""
+    path = run_dir / "rejected.txt"
+    lines = sorted({f"{info.path}\t{info.reason}" for ds in datasets for info in ds.rejected})
+    path.write_text("".join(line + "\n" for line in lines))
+    if lines:
+        log.warning("%d files were rejected by the data side; see %s", len(lines), path)
+    return path
+
+
+def pretrain_step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """One pretraining forward: the model returns its total loss and each term."""
+    return model(batch["video"], batch["audio"], batch["has_audio"])
+
+
+def make_validator(loader: Any) -> Any:
+    """Validation: mean loss terms of the pretraining objective and cross-modal retrieval R@k."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        sums: dict[str, float] = {}
+        batches = 0
+        video_embs, audio_embs = [], []
+        for batch in loader:
+            video, audio = batch["video"].to(device), batch["audio"].to(device)
+            has_audio = batch["has_audio"].to(device)
+            out = model(video, audio, has_audio)
+            for key, value in out.items():
+                if key.startswith("loss"):
+                    sums[key] = sums.get(key, 0.0) + float(value)
+            batches += 1
+            keep = has_audio.bool()
+            video_embs.append(model.embed_video(video[keep]).float().cpu())
+            audio_embs.append(model.embed_audio(audio[keep]).float().cpu())
+        metrics = {f"val_{k}": v / max(batches, 1) for k, v in sums.items()}
+        video_emb, audio_emb = torch.cat(video_embs), torch.cat(audio_embs)
+        if len(video_emb):
+            metrics.update(cross_modal_retrieval(video_emb, audio_emb, ks=(1, 5)))
+            metrics["mean_R@1"] = (metrics["v2a_R@1"] + metrics["a2v_R@1"]) / 2
+            metrics["chance_R@1"] = 100.0 / len(video_emb)
+        return metrics
+
+    return evaluate
+
+
+def run_pretrain(cfg: PretrainConfig) -> FitResult:
+    """Pretrain as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
+    tensorboard/ and rejected.txt."""
+    ctx = distr.init_distributed(cfg.train.device)
+    try:
+        run_dir = Path(cfg.out)
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        distr.barrier()
+        torch.manual_seed(cfg.seed)
+        overrides = {k: v for k, v in cfg.model.items() if k != "name"}
+        model = create_model(cfg.model.get("name", "tiny"), **overrides)
+        train_set, val_set = build_datasets(cfg, model.config, run_dir)
+        if ctx.is_main:
+            write_rejected(run_dir, train_set, val_set)
+        data = cfg.data
+        loader = build_loader(
+            train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True, drop_last=True,
+            rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
+        )
+        val_loader = build_loader(
+            val_set, batch_size=data.val_batch_size or data.batch_size, num_workers=data.num_workers,
+            shuffle=False, drop_last=False, seed=cfg.seed,
+        )
+        log.info(
+            "pretraining %s (%.1fM parameters) on %d train / %d val clips per epoch, %d process(es) on %s",
+            model.config.name, sum(p.numel() for p in model.parameters()) / 1e6,
+            len(train_set), len(val_set), ctx.world_size, ctx.device,
+        )
+        trainer = Trainer(
+            model, loader, pretrain_step, cfg.train, run_dir, ctx,
+            evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,
+        )
+        return trainer.fit()
+    finally:
+        distr.cleanup()

@@ -1,0 +1,292 @@
+"""The training loop shared by pretraining and fine-tuning: setup, steps, evaluation, checkpoints.
+
+A recipe hands the loop a model, a loader and a `step_fn(model, batch) -> {"loss": ..., ...}`;
+the loop owns everything else: devices and DDP, mixed precision, accumulation, clipping, the
+schedule, resumption, stop signals, non-finite losses and logging.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avssl.train import distributed as distr
+from avssl.train.checkpoint import Position, load_checkpoint, resolve_checkpoint, save_checkpoint
+from avssl.train.config import TrainConfig
+from avssl.train.observe import MetricsLogger
+from avssl.train.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without writing a checkpoint of that state."""
+
+
+@dataclass
+class FitResult:
+    """How a call to `Trainer.fit` ended."""
+
+    status: str  # "finished" | "interrupted"
+    position: Position
+    wall_time: float
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    last_checkpoint: Path | None = None
+
+
+class _StopSignal:
+    """Turns the first SIGTERM/SIGINT into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        log.warning("received %s: finishing the current step, then writing a checkpoint", signal.Signals(signum).name)
+        self.requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+    def __enter__(self) -> "_StopSignal":
+        with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases, norms, positional and modality embeddings."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        skip = param.ndim <= 1 or "pos_embed" in name or "token" in name or "modality" in name
+        (no_decay if skip else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    """The RNG seed of one micro-step, so masking and drop-path repeat exactly after a resume."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{micro}/{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class Trainer:
+    """Runs `cfg.epochs` epochs of `step_fn` over `loader`, evaluating and checkpointing on the way."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: Iterable,
+        step_fn: StepFn,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        ctx: distr.DistContext,
+        *,
+        evaluate: EvalFn | None = None,
+        best_metric: str | None = None,
+        higher_is_better: bool = True,
+        seed: int = 0,
+        groups: list[dict[str, Any]] | None = None,
+        find_unused_parameters: bool = False,
+    ) -> None:
+        self.cfg, self.ctx, self.seed = cfg, ctx, seed
+        self.run_dir = Path(run_dir)
+        self.loader, self.step_fn, self.evaluate = loader, step_fn, evaluate
+        self.best_metric, self.higher_is_better = best_metric, higher_is_better
+        self.model = model.to(ctx.device)
+        if cfg.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
+            model.set_grad_checkpointing(True)
+        self.optimizer = torch.optim.AdamW(
+            groups or param_groups(model, cfg.weight_decay),
+            lr=cfg.lr,
+            betas=cfg.betas,
+            fused=ctx.device.type == "cuda",
+        )
+        self.steps_per_epoch = len(loader) // cfg.accum_steps
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"the training loader yields {len(loader)} batches per epoch, fewer than "
+                f"train.accum_steps={cfg.accum_steps}: lower data.batch_size or add data"
+            )
+        total = self.steps_per_epoch * cfg.epochs
+        self.scheduler = warmup_cosine(
+            self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch), cfg.min_lr_ratio
+        )
+        self.position = Position()
+        self.val_metrics: dict[str, float] = {}
+        self._resume()
+        self.forward_model: nn.Module = torch.compile(model) if cfg.compile else model
+        if ctx.distributed:
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.forward_model,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters,
+            )
+        self.metrics = MetricsLogger(self.run_dir, enabled=ctx.is_main)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        precision = self.cfg.precision
+        if precision == "auto":
+            precision = "bf16" if self.ctx.device.type == "cuda" else "fp32"
+        return torch.bfloat16 if precision == "bf16" else None
+
+    def _resume(self) -> None:
+        resume = self.cfg.resume
+        if resume is False:
+            return
+        source = self.run_dir / "checkpoints" if resume is True else Path(str(resume))
+        if resume is True and not (source / "index.json").is_file():
+            log.info("resume=true but %s holds no checkpoint yet: starting from scratch", source)
+            return
+        folder = resolve_checkpoint(source)
+        self.position, state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler, self.ctx.device)
+        self.val_metrics = state.get("extra", {}).get("val_metrics", {})
+        log.info("resumed from %s at step %d (epoch %d)", folder, self.position.step, self.position.epoch)
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: v.to(self.ctx.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }
+
+    def _checkpoint(self, metric: float | None = None) -> Path | None:
+        path = None
+        if self.ctx.is_main:
+            path = save_checkpoint(
+                self.run_dir / "checkpoints",
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.position,
+                metric=metric,
+                higher_is_better=self.higher_is_better,
+                keep=self.cfg.keep_checkpoints,
+                extra={"val_metrics": self.val_metrics},
+            )
+        distr.barrier()
+        return path
+
+    def _micro_step(self, batch: dict[str, Any], micro: int, sync: bool) -> dict[str, float]:
+        torch.manual_seed(step_seed(self.seed, self.position.step, micro, self.ctx.rank))
+        dtype = self.autocast_dtype
+        no_sync = (
+            self.forward_model.no_sync()
+            if not sync and isinstance(self.forward_model, nn.parallel.DistributedDataParallel)
+            else contextlib.nullcontext()
+        )
+        with no_sync:
+            with torch.autocast(self.ctx.device.type, dtype=dtype, enabled=dtype is not None):
+                out = self.step_fn(self.forward_model, batch)
+            loss = out["loss"]
+            if distr.any_rank(not bool(torch.isfinite(loss.detach()).item()), self.ctx.device):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) at step {self.position.step + 1} "
+                    f"(epoch {self.position.epoch}); stopped without saving this state, the last good "
+                    f"checkpoint is in {self.run_dir / 'checkpoints'}"
+                )
+            (loss / self.cfg.accum_steps).backward()
+        return {k: float(v.detach()) for k, v in out.items() if k.startswith("loss") and v.ndim == 0}
+
+    def _optimizer_step(self) -> float:
+        grad_norm = float("nan")
+        if self.cfg.grad_clip > 0:
+            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.position.step += 1
+        return grad_norm
+
+    def _run_evaluation(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.evaluate is not None and self.ctx.is_main:
+            self.model.eval()
+            with torch.no_grad():
+                metrics = self.evaluate(self.model)
+            self.model.train()
+            self.metrics.log("val", self.position.step, metrics, epoch=self.position.epoch)
+            log.info("epoch %d validation: %s", self.position.epoch,
+                     ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        distr.barrier()
+        return metrics
+
+    def fit(self) -> FitResult:
+        """Train to the end (or to a stop signal); returns how it ended."""
+        cfg, pos = self.cfg, self.position
+        start_time = time.time()
+        total = self.steps_per_epoch * cfg.epochs
+        batch_size = getattr(self.loader, "batch_size", None) or 1
+        bar = tqdm(total=total, initial=pos.step, disable=not self.ctx.is_main, dynamic_ncols=True, unit="step")
+        window: dict[str, float] = {}
+        window_steps, window_wait, window_time = 0, 0.0, 0.0
+        last_path, status = None, "finished"
+        self.model.train()
+        with _StopSignal() as stop:
+            while pos.epoch < cfg.epochs:
+                self.loader.set_epoch(pos.epoch, start=pos.batch_in_epoch * batch_size)
+                batches = iter(self.loader)
+                while pos.batch_in_epoch < self.steps_per_epoch * cfg.accum_steps:
+                    tick = time.perf_counter()
+                    step_terms: dict[str, float] = {}
+                    wait = 0.0
+                    for micro in range(cfg.accum_steps):
+                        fetch = time.perf_counter()
+                        batch = self._to_device(next(batches))
+                        wait += time.perf_counter() - fetch
+                        terms = self._micro_step(batch, micro, sync=micro == cfg.accum_steps - 1)
+                        for k, v in terms.items():
+                            step_terms[k] = step_terms.get(k, 0.0) + v / cfg.accum_steps
+                        pos.batch_in_epoch += 1
+                    grad_norm = self._optimizer_step()
+                    elapsed = time.perf_counter() - tick
+                    for k, v in step_terms.items():
+                        window[k] = window.get(k, 0.0) + v
+                    window_steps, window_wait, window_time = window_steps + 1, window_wait + wait, window_time + elapsed
+                    clips_per_s = batch_size * cfg.accum_steps * self.ctx.world_size / max(elapsed, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{step_terms.get('loss', float('nan')):.4f}", clips_s=f"{clips_per_s:.1f}")
+                    if pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= self.steps_per_epoch * cfg.accum_steps:
+                        values = {k: v / window_steps for k, v in window.items()}
+                        values = distr.mean_across_ranks(values, self.ctx.device)
+                        values.update(
+                            lr=self.scheduler.get_last_lr()[0],
+                            grad_norm=grad_norm,
+                            clips_per_s=batch_size * cfg.accum_steps * window_steps * self.ctx.world_size / window_time,
+                            data_wait_fraction=window_wait / max(window_time, 1e-9),
+                        )
+                        self.metrics.log("train", pos.step, values, epoch=pos.epoch)
+                        window, window_steps, window_wait, window_time = {}, 0, 0.0, 0.0
+                    if distr.any_rank(stop.requested, self.ctx.device):
+                        status = "interrupted"
+                        break
+                    if cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0:
+                        last_path = self._checkpoint()
+                if status == "interrupted":
+                    break
+                pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+                self.val_metrics = self._run_evaluation() or self.val_metrics
+                metric = self.val_metrics.get(self.best_metric) if self.best_metric else None
+                last_path = self._checkpoint(metric)
+            if status == "interrupted":
+                last_path = self._checkpoint()
+                log.warning("stopped by signal at step %d; resume with train.resume=true", pos.step)
+        bar.close()
+        self.metrics.close()
+        return FitResult(status, pos, time.time() - start_time, self.val_metrics, last_path)
