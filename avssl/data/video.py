@@ -1,0 +1,105 @@
+"""Frame transforms: decoded uint8 frames -> normalised float clip.
+
+Training: random-resized crop (area ``scale``, aspect ``ratio``) and horizontal
+flip. Evaluation: resize the short side to ``size * 256 / 224`` and take the
+centre ``size`` x ``size`` crop (the ImageNet convention CAV-MAE and VideoMAE
+follow). Every frame of a clip gets the same crop and flip, so motion stays
+coherent; the random parameters come from the ``torch.Generator`` passed in,
+which the dataset seeds from (seed, epoch, index).
+
+All ops run once on the whole (T, 3, H, W) uint8 tensor through
+``torchvision.transforms.v2.functional`` (antialiased), and only the final
+``size`` x ``size`` clip is converted to float.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from einops import rearrange
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def eval_resize(size: int) -> int:
+    """Short side to resize to before the evaluation centre crop (256/224 of the crop)."""
+    return int(size * 256 / 224)
+
+
+def _rand(generator: torch.Generator | None) -> float:
+    return float(torch.rand((), generator=generator))
+
+
+def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                            generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a crop covering a random fraction ``scale`` of the
+    area with a random aspect ``ratio`` (log-uniform), as torchvision's
+    RandomResizedCrop draws it, but from ``generator``. After 10 misses it falls
+    back to the largest centred crop with the nearest allowed aspect ratio."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * (scale[0] + (scale[1] - scale[0]) * _rand(generator))
+        aspect = math.exp(log_lo + (log_hi - log_lo) * _rand(generator))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            return top, left, h, w
+    aspect = width / height
+    if aspect < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif aspect > ratio[1]:
+        h, w = height, round(height * ratio[1])
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class VideoTransform:
+    """(T, H, W, 3) uint8 frames -> (T, 3, size, size) float32, ImageNet-normalised.
+
+    ``train=True`` draws a random-resized crop and a coin-flip mirror (when
+    ``flip``) from the generator; ``train=False`` is deterministic
+    (short-side resize to ``eval_resize(size)``, centre crop).
+    """
+
+    def __init__(self, size: int = 224, *, train: bool = False, scale: tuple[float, float] = (0.35, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD):
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}")
+        self.size = size
+        self.train = train
+        self.scale = scale
+        self.ratio = ratio
+        self.flip = flip
+        self.mean = list(mean)
+        self.std = list(std)
+
+    def __repr__(self) -> str:
+        return (f"VideoTransform(size={self.size}, train={self.train}, scale={self.scale}, "
+                f"ratio={self.ratio}, flip={self.flip})")
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Transform one clip; ``frames`` is (T, H, W, 3) uint8."""
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"expected frames of shape (T, H, W, 3), got {tuple(frames.shape)}")
+        clip = rearrange(frames, "t h w c -> t c h w")
+        size = [self.size, self.size]
+        if self.train:
+            top, left, h, w = random_resized_crop_box(clip.shape[-2], clip.shape[-1], self.scale, self.ratio,
+                                                      generator)
+            clip = TF.resized_crop(clip, top, left, h, w, size, antialias=True)
+            if self.flip and _rand(generator) < 0.5:
+                clip = TF.horizontal_flip(clip)
+        else:
+            clip = TF.resize(clip, [eval_resize(self.size)], antialias=True)
+            clip = TF.center_crop(clip, size)
+        clip = TF.to_dtype(clip, torch.float32, scale=True)
+        return TF.normalize(clip, self.mean, self.std)
