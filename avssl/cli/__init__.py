@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import import_module
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("pretrain",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,10 +33,18 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"avssl {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, gloo's threads can abort the interpreter's teardown ("terminate called
+        # without an active exception") after a clean run; the process group is closed by now,
+        # so leave without the teardown once output is flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

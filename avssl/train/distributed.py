@@ -81,6 +81,17 @@ def mean_across_ranks(values: dict[str, float], device: torch.device) -> dict[st
     return dict(zip(keys, stacked.tolist()))
 
 
+def spread_across_ranks(value: float, device: torch.device) -> float:
+    """max - min of `value` over ranks (0.0 in one process): 0 when every rank holds the same number."""
+    if not dist.is_initialized():
+        return 0.0
+    high = torch.tensor([value], device=device, dtype=torch.float64)
+    low = high.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float(high - low)
+
+
 def cleanup() -> None:
     """Leave the process group cleanly (barrier first: gloo aborts at exit otherwise)."""
     if dist.is_initialized():

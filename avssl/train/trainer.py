@@ -227,6 +227,15 @@ class Trainer:
         distr.barrier()
         return metrics
 
+    def _check_ranks_agree(self) -> None:
+        """DDP keeps replicas identical; a weight checksum that differs across ranks means it did not."""
+        with torch.no_grad():
+            checksum = sum(float(p.double().sum()) for p in self.model.parameters())
+        spread = distr.spread_across_ranks(checksum, self.ctx.device)
+        self.metrics.log("ranks", self.position.step, {"weight_spread": spread})
+        if spread != 0.0:
+            log.warning("model replicas differ across ranks (checksum spread %g)", spread)
+
     def fit(self) -> FitResult:
         """Train to the end (or to a stop signal); returns how it ended."""
         cfg, pos = self.cfg, self.position
@@ -288,5 +297,7 @@ class Trainer:
                 last_path = self._checkpoint()
                 log.warning("stopped by signal at step %d; resume with train.resume=true", pos.step)
         bar.close()
+        if self.ctx.distributed:
+            self._check_ranks_agree()
         self.metrics.close()
         return FitResult(status, pos, time.time() - start_time, self.val_metrics, last_path)
