@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from avssl.data.loader import ShardedSampler, collate_clips
+
+
+def test_two_ranks_are_disjoint_and_cover_the_data():
+    shards = [list(ShardedSampler(10, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert set(shards[0]).isdisjoint(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(10))
+    assert shards[0] + shards[1] != list(range(0, 10, 2)) + list(range(1, 10, 2))  # shuffled
+
+
+def test_uneven_sizes_are_padded_to_equal_length():
+    shards = [list(ShardedSampler(7, seed=0, rank=r, world_size=3)) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    flat = shards[0] + shards[1] + shards[2]
+    assert set(flat) == set(range(7)) and len(flat) == 9  # two indices repeat, nothing is lost
+
+
+def test_order_depends_on_seed_and_epoch_only():
+    a = ShardedSampler(50, seed=3)
+    b = ShardedSampler(50, seed=3)
+    assert list(a) == list(b)
+    a.set_epoch(1)
+    assert list(a) != list(b)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(ShardedSampler(50, seed=4)) != list(ShardedSampler(50, seed=3))
+    assert list(ShardedSampler(6, shuffle=False, rank=1, world_size=2)) == [1, 3, 5]
+
+
+def test_resume_start_skips_exactly():
+    sampler = ShardedSampler(20, seed=2, rank=1, world_size=2)
+    sampler.set_epoch(4)
+    full = list(sampler)
+    sampler.set_epoch(4, start=3)
+    assert list(sampler) == full[3:] and len(sampler) == 7
+    sampler.set_epoch(5)
+    assert len(sampler) == 10  # a new epoch starts from the beginning
+    with pytest.raises(ValueError, match=r"start must be in \[0, 10\]"):
+        sampler.set_epoch(5, start=11)
+
+
+def test_bad_rank_is_named():
+    with pytest.raises(ValueError, match="rank=2, world_size=2"):
+        ShardedSampler(4, rank=2, world_size=2)
+
+
+def test_collate_stacks_tensors_keeps_lists_and_flattens():
+    def item(i):
+        return {"video": torch.full((2, 3), float(i)), "label": torch.tensor(i), "path": f"v{i}.mp4",
+                "clip_start": 0.5 * i}
+
+    batch = collate_clips([item(0), [item(1), item(2)]])
+    assert batch["video"].shape == (3, 2, 3) and batch["video"][2, 0, 0] == 2.0
+    assert batch["label"].tolist() == [0, 1, 2]
+    assert batch["path"] == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert batch["clip_start"] == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_clips([])
