@@ -51,7 +51,8 @@ def seed_from(*values: int) -> int:
     generators, shard permutations), so all of them are reproducible across
     processes, machines and Python hash seeds.
     """
-    entropy = [v % (1 << 64) for v in values]
+    # the count goes first: SeedSequence alone maps (a, b) and (a, b, 0) to one state
+    entropy = [len(values)] + [v % (1 << 64) for v in values]
     state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 

@@ -9,6 +9,8 @@ def test_seed_from_is_stable_and_sensitive():
     assert seed_from(1, 2, 3) == seed_from(1, 2, 3)
     assert seed_from(1, 2, 3) != seed_from(1, 2, 4)
     assert seed_from(1, 2, 3) != seed_from(2, 1, 3)
+    assert seed_from(1, 2, 3) != seed_from(1, 2, 3, 0)
+    assert seed_from(0) != seed_from(0, 0) != seed_from()
     assert 0 <= seed_from(-5, 0) < 2**63
 
 
