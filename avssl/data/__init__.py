@@ -1,7 +1,9 @@
 """Video data: manifests, probing, decoding, clip sampling, transforms, datasets, loaders.
 
 The main names are re-exported lazily (resolved on first use), so importing
-``avssl.data`` costs nothing until a name is needed.
+``avssl.data`` costs nothing until a name is needed. The ``probe`` function is
+not among them: once imported, the ``avssl.data.probe`` submodule takes that
+attribute name; use ``avssl.data.probe.probe`` or ``avssl.probe``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ _EXPORTS = {
     "write_manifest": "avssl.data.manifest",
     "VIDEO_EXTENSIONS": "avssl.data.manifest",
     "VideoInfo": "avssl.data.probe",
-    "probe": "avssl.data.probe",
     "probe_file": "avssl.data.probe",
     "decode_clip": "avssl.data.decode",
     "decode_clips": "avssl.data.decode",
