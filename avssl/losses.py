@@ -1,0 +1,130 @@
+"""Pretraining objectives: cross-modal InfoNCE (with negatives from every rank) and the MAE loss.
+
+Example:
+    >>> loss_fn = ContrastiveLoss(temperature=0.05)
+    >>> video = torch.nn.functional.normalize(torch.randn(8, 64), dim=-1)
+    >>> audio = torch.nn.functional.normalize(torch.randn(8, 64), dim=-1)
+    >>> loss = loss_fn(video, audio)        # symmetric InfoNCE, a scalar
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.distributed.nn.functional import all_gather
+
+_EXCLUDED = -1e9  # logit of a candidate left out; finite so an all-excluded row stays NaN-free
+
+
+def _symmetric_nce(video_rows: torch.Tensor, audio_rows: torch.Tensor, video_all: torch.Tensor,
+                   audio_all: torch.Tensor, offset: int, valid_rows: torch.Tensor | None,
+                   valid_all: torch.Tensor | None, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """InfoNCE of the pairs `*_rows` (row i pairs with candidate offset + i) against every pair in
+    `*_all`, averaged over valid rows and over both directions (video->audio, audio->video)."""
+    video_rows, audio_rows = video_rows.float(), audio_rows.float()
+    video_all, audio_all = video_all.float(), audio_all.float()
+    labels = torch.arange(video_rows.shape[0], device=video_rows.device) + offset
+    losses = []
+    for queries, candidates in ((video_rows, audio_all), (audio_rows, video_all)):
+        logits = logit_scale * queries @ candidates.T
+        if valid_all is not None:
+            logits = logits.masked_fill(~valid_all[None, :], _EXCLUDED)
+        losses.append(F.cross_entropy(logits, labels, reduction="none"))
+    per_row = (losses[0] + losses[1]) / 2
+    if valid_rows is None:
+        return per_row.mean()
+    return torch.where(valid_rows, per_row, 0.0).sum() / valid_rows.sum().clamp_min(1)
+
+
+def info_nce(video_emb: torch.Tensor, audio_emb: torch.Tensor, temperature: float = 0.05,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP's loss) between paired embeddings.
+
+    video_emb, audio_emb: (B, D), L2-normalised; row i of each is a positive pair, every other row a
+    negative. The loss is the mean of cross-entropy(video_i -> audios) and cross-entropy(audio_i ->
+    videos) over rows. `valid` (B,) bool leaves pairs out entirely (clips without an audio track): the
+    result equals `info_nce` on the valid rows alone.
+    """
+    valid = None if valid is None else valid.bool()
+    return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, 1.0 / temperature)
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) on each rank -> (world * B, ...) in rank order; gradients flow back to every rank's
+    slice (the backward pass sums each slice's gradient over ranks). Requires equal B on all ranks."""
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class ContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE whose negatives come from the whole global batch.
+
+    Under torch.distributed (world size > 1, training mode) each rank gathers every rank's embeddings
+    with gradients and computes the loss of its own rows against all candidates (open_clip's
+    `local_loss` + `gather_with_grad`, which its maintainers found the one that scales). Averaging the
+    ranks' gradients, as DDP does, then gives exactly the gradient of the single-process loss on the
+    concatenated batch. In eval mode the loss stays local, because evaluation may run on one rank.
+
+    temperature: initial (or fixed) softmax temperature. learnable: train it as a log-parameterised
+    `logit_scale` = log(1 / temperature), clamped to temperatures in [min_temperature, 1] as in CLIP.
+    """
+
+    def __init__(self, temperature: float = 0.05, learnable: bool = False, min_temperature: float = 0.01) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.learnable = learnable
+        self.max_logit_scale = math.log(1.0 / min_temperature)
+        scale = torch.tensor(math.log(1.0 / temperature))
+        if learnable:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale, persistent=False)
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature (after clamping)."""
+        return 1.0 / float(self._scale().detach().exp())
+
+    def _scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(0.0, self.max_logit_scale)
+
+    def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        """video_emb, audio_emb: (B, D) L2-normalised pairs; valid: (B,) bool, False = no audio."""
+        scale = self._scale().exp()
+        valid = None if valid is None else valid.bool()
+        if not (self.training and _distributed()):
+            return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, scale)
+        if valid is None:
+            valid = torch.ones(video_emb.shape[0], dtype=torch.bool, device=video_emb.device)
+        valid_all = torch.cat(all_gather(valid.to(torch.uint8)), dim=0).bool()
+        offset = dist.get_rank() * video_emb.shape[0]
+        return _symmetric_nce(video_emb, audio_emb, gather_with_grad(video_emb), gather_with_grad(audio_emb),
+                              offset, valid, valid_all, scale)
+
+
+def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error on masked patches only (MAE).
+
+    pred, target: (B, N, P) patches; mask: (B, N), 1 = masked (scored), 0 = visible (ignored).
+    norm_pix: normalise each target patch by its own mean and (unbiased) variance first, MAE's
+    better-representations option. weights: (B,) per-row weights (0 drops a row, e.g. a clip without
+    audio). Returns the mean over scored patches; 0 (with a graph) when none is scored.
+    """
+    target = target.float()
+    if norm_pix:
+        mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
+    per_patch = (pred.float() - target).pow(2).mean(dim=-1)
+    scored = mask.float()
+    if weights is not None:
+        scored = scored * weights.float()[:, None]
+    return (per_patch * scored).sum() / scored.sum().clamp_min(1.0)

@@ -1,0 +1,190 @@
+"""The audio-visual pretraining model: masked autoencoding of both modalities + cross-modal InfoNCE.
+
+Follows CAV-MAE (Gong et al., ICLR 2023), with real clips (tubelets over T frames) instead of one
+frame. One pretraining step:
+
+1. mask each modality (`masking.py`) and encode only the visible tokens with the modality-specific
+   blocks (`video_encoder`, `audio_encoder`);
+2. run the shared `joint_blocks` three ways: on the concatenated [audio, video] sequence with the
+   joint norms then `joint_norm` (input to the decoder), and on each stream alone with its own norms
+   then that encoder's `norm` (input to the contrastive loss);
+3. the decoder reconstructs every patch; the MAE loss scores the masked ones;
+4. the per-stream outputs of the masked forward are mean-pooled (as CAV-MAE does: no second,
+   unmasked pass), projected (`video_proj`, `audio_proj`) to `proj_dim` and L2-normalised for InfoNCE.
+
+loss = loss_mae_video + loss_mae_audio + contrastive_weight * loss_contrastive.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from avssl.losses import ContrastiveLoss, mae_loss
+from avssl.masking import Masking, audio_masking, random_masking, tube_masking
+from avssl.models.config import ModelConfig
+from avssl.models.decoder import MAEDecoder
+from avssl.models.encoders import AudioEncoder, VideoEncoder, drop_path_rates
+from avssl.models.layers import JointBlock, init_weights, run_blocks
+from avssl.models.patch_embed import audio_patches, video_patches
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class AVModel(nn.Module):
+    """Video and audio encoders with shared joint layers, an MAE decoder and projection heads."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.video_encoder = VideoEncoder(config)
+        self.audio_encoder = AudioEncoder(config)
+        rates = drop_path_rates(config)[config.depth:]
+        self.joint_blocks = nn.ModuleList(
+            JointBlock(dim, config.num_heads, config.mlp_ratio, rate, config.norm_eps) for rate in rates
+        )
+        self.joint_norm = nn.LayerNorm(dim, eps=config.norm_eps)
+        self.decoder = MAEDecoder(config)
+        self.video_proj = nn.Linear(dim, config.proj_dim)
+        self.audio_proj = nn.Linear(dim, config.proj_dim)
+        self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature)
+        self.grad_checkpointing = False
+        for module in (self.joint_blocks, self.joint_norm, self.video_proj, self.audio_proj):
+            module.apply(init_weights)
+
+    # ---- building blocks of the forward passes --------------------------------------------------
+    def _mask(self, batch: int, video_grid: tuple[int, int, int], audio_grid: tuple[int, int],
+              device: torch.device, generator: torch.Generator | None) -> tuple[Masking, Masking]:
+        cfg = self.config
+        if cfg.video_masking == "tube":
+            video = tube_masking(batch, video_grid, cfg.video_mask_ratio, generator=generator, device=device)
+        else:
+            video = random_masking(batch, int(torch.Size(video_grid).numel()), cfg.video_mask_ratio,
+                                   generator=generator, device=device)
+        audio = audio_masking(batch, audio_grid, cfg.audio_mask_ratio, cfg.audio_masking,
+                              generator=generator, device=device)
+        return video, audio
+
+    @staticmethod
+    def _silence_mask(has_audio: torch.Tensor | None, num_audio: int, num_video: int) -> torch.Tensor | None:
+        """Attention mask (B, 1, 1, Na + Nv) over an [audio, video] sequence that hides the audio keys
+        of clips without sound, so their video is encoded and reconstructed from the video alone;
+        None when every clip has audio (the unmasked fast attention path)."""
+        if has_audio is None or bool(has_audio.all()):
+            return None
+        audio_keys = has_audio.bool()[:, None].expand(-1, num_audio)
+        video_keys = torch.ones(has_audio.shape[0], num_video, dtype=torch.bool, device=has_audio.device)
+        return torch.cat([audio_keys, video_keys], dim=1)[:, None, None, :]
+
+    def _joint_av(self, audio_tokens: torch.Tensor, video_tokens: torch.Tensor,
+                  attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[audio, video] tokens through the joint blocks with their joint norms, then `joint_norm`."""
+        x = torch.cat([audio_tokens, video_tokens], dim=1)
+        x = run_blocks(self.joint_blocks, x, grad_checkpointing=self.grad_checkpointing, stream="av",
+                       attn_mask=attn_mask)
+        return self.joint_norm(x)
+
+    @staticmethod
+    def _embedding(tokens: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        return F.normalize(proj(tokens.mean(dim=1)).float(), dim=-1)
+
+    # ---- public API -----------------------------------------------------------------------------
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One pretraining forward.
+
+        video (B, T, 3, H, W) normalised frames; audio (B, F, M) normalised log-mel; has_audio (B,)
+        bool: False rows (no audio track) still run but are left out of the audio MAE term and of the
+        contrastive loss, and their video does not attend to their audio. generator: masking RNG (default: torch's global RNG).
+        Returns loss, loss_mae_video, loss_mae_audio, loss_contrastive (scalars) and video_emb,
+        audio_emb (B, proj_dim), L2-normalised, from the masked forward.
+        """
+        cfg = self.config
+        video_grid = self.video_encoder.grid_of(video)
+        audio_grid = self.audio_encoder.grid_of(audio)
+        video_mask, audio_mask = self._mask(video.shape[0], video_grid, audio_grid, video.device, generator)
+        video_tokens = self.video_encoder.forward_blocks(video, video_mask.ids_keep)
+        audio_tokens = self.audio_encoder.forward_blocks(audio, audio_mask.ids_keep)
+
+        valid = None if has_audio is None else has_audio.bool()
+        num_audio = audio_tokens.shape[1]
+        joint = self._joint_av(audio_tokens, video_tokens,
+                               self._silence_mask(valid, num_audio, video_tokens.shape[1]))
+        pred_audio, pred_video = self.decoder(
+            joint[:, :num_audio], joint[:, num_audio:], audio_mask.ids_restore, video_mask.ids_restore,
+            audio_grid, video_grid, self._silence_mask(valid, audio_mask.mask.shape[1], video_mask.mask.shape[1]),
+        )
+        loss_video = mae_loss(pred_video, video_patches(video, cfg.tubelet), video_mask.mask, cfg.norm_pix_loss)
+        loss_audio = mae_loss(pred_audio, audio_patches(audio, cfg.audio_patch), audio_mask.mask, cfg.norm_pix_loss,
+                              weights=valid)
+
+        video_emb = self._embedding(self.video_encoder.forward_joint(video_tokens, self.joint_blocks), self.video_proj)
+        audio_emb = self._embedding(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks), self.audio_proj)
+        loss_contrastive = self.contrastive(video_emb, audio_emb, valid)
+        return {
+            "loss": loss_video + loss_audio + cfg.contrastive_weight * loss_contrastive,
+            "loss_mae_video": loss_video,
+            "loss_mae_audio": loss_audio,
+            "loss_contrastive": loss_contrastive,
+            "video_emb": video_emb,
+            "audio_emb": audio_emb,
+        }
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, proj_dim) L2-normalised embeddings of whole (unmasked) clips."""
+        return self._embedding(self.video_encoder.forward_tokens(video, joint_blocks=self.joint_blocks), self.video_proj)
+
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, F, M) log-mel -> (B, proj_dim) L2-normalised embeddings (unmasked)."""
+        return self._embedding(self.audio_encoder.forward_tokens(audio, joint_blocks=self.joint_blocks), self.audio_proj)
+
+    def forward_features(self, video: torch.Tensor | None = None,
+                         audio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Unmasked features for fine-tuning and probing, before the projections.
+
+        Per given modality: "<m>_tokens" (B, N, D) and "<m>" (B, D) mean-pooled, from that stream
+        through the joint blocks with its own norms. With both: also "joint_tokens" (B, Na + Nv, D)
+        ([audio, video] order) and "joint" (B, D) from the joint stream, where the modalities attend
+        to each other (CAV-MAE's audio-visual fine-tuning input).
+        """
+        if video is None and audio is None:
+            raise ValueError("forward_features needs video, audio or both")
+        out: dict[str, torch.Tensor] = {}
+        blocks = {}
+        for name, encoder, x in (("audio", self.audio_encoder, audio), ("video", self.video_encoder, video)):
+            if x is None:
+                continue
+            blocks[name] = encoder.forward_blocks(x)
+            out[f"{name}_tokens"] = encoder.forward_joint(blocks[name], self.joint_blocks)
+            out[name] = out[f"{name}_tokens"].mean(dim=1)
+        if len(blocks) == 2:
+            out["joint_tokens"] = self._joint_av(blocks["audio"], blocks["video"])
+            out["joint"] = out["joint_tokens"].mean(dim=1)
+        return out
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass (less memory, ~30% more compute)."""
+        for module in (self, self.video_encoder, self.audio_encoder, self.decoder):
+            module.grad_checkpointing = enable
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (only those with requires_grad when `trainable_only`)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `model.safetensors` and `config.json` (the ModelConfig) into `directory`; returns it.
+        `avssl.load_model(directory)` reads them back."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        config = json.dumps(dataclasses.asdict(self.config), indent=2)
+        (directory / CONFIG_FILE).write_text(config + "\n")
+        return directory

@@ -1,0 +1,169 @@
+"""Model shapes as data: the `ModelConfig` dataclass and the named sizes `tiny`, `small`, `base`.
+
+A config also carries the preprocessing its weights expect (clip length, sample rate, image and
+filterbank normalisation), saved beside the weights as config.json, so a checkpoint knows how to
+feed itself (timm's `pretrained_cfg`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FBANK_MEAN = -5.081  # AudioSet log-mel statistics used by AST and CAV-MAE
+FBANK_STD = 4.4849
+
+_CHOICES = {
+    "pos_embed": ("sincos", "learned"),
+    "video_masking": ("tube", "random"),
+    "audio_masking": ("random", "time", "freq", "time_freq"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build an `AVModel` and to prepare its inputs. Defaults are `tiny`."""
+
+    name: str = "tiny"
+    # encoders: `depth` modality-specific blocks per modality, then `joint_depth` shared blocks
+    embed_dim: int = 128
+    depth: int = 2
+    joint_depth: int = 1
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.0
+    norm_eps: float = 1e-6
+    # video input: (num_frames, 3, frame_size, frame_size), cut into tubelets (frames, height, width)
+    num_frames: int = 8
+    frame_size: int = 64
+    tubelet: tuple[int, int, int] = (2, 16, 16)
+    # audio input: (audio_frames, num_mel_bins) log-mel at a 10 ms hop, cut into audio_patch squares
+    num_mel_bins: int = 128
+    audio_frames: int = 208
+    audio_patch: int = 16
+    pos_embed: Literal["sincos", "learned"] = "sincos"
+    # masked-autoencoder decoder
+    decoder_dim: int = 64
+    decoder_depth: int = 1
+    decoder_heads: int = 4
+    # contrastive head: pooled features are projected to proj_dim and L2-normalised
+    proj_dim: int = 64
+    # pretraining objective
+    video_mask_ratio: float = 0.75
+    audio_mask_ratio: float = 0.75
+    video_masking: Literal["tube", "random"] = "tube"
+    audio_masking: Literal["random", "time", "freq", "time_freq"] = "random"
+    norm_pix_loss: bool = True
+    contrastive_weight: float = 0.1
+    temperature: float = 0.05
+    learnable_temperature: bool = False
+    # preprocessing the weights expect
+    clip_duration: float = 2.0
+    audio_rate: int = 16000
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    fbank_mean: float = FBANK_MEAN
+    fbank_std: float = FBANK_STD
+
+    def __post_init__(self) -> None:
+        for key, kind in _SCALARS.items():
+            value = getattr(self, key)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, key, float(value))
+            elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"model config {key}={value!r}: expected {kind.__name__}")
+        for key in ("tubelet", "image_mean", "image_std"):
+            setattr(self, key, tuple(getattr(self, key)))
+        for key, allowed in _CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model config {key}={getattr(self, key)!r}: choose one of {', '.join(allowed)}")
+        checks = [
+            (self.embed_dim % self.num_heads == 0, "embed_dim must be divisible by num_heads"),
+            (self.decoder_dim % self.decoder_heads == 0, "decoder_dim must be divisible by decoder_heads"),
+            (self.embed_dim % 4 == 0 and self.decoder_dim % 4 == 0, "embed_dim and decoder_dim must be multiples of 4"),
+            (len(self.tubelet) == 3, "tubelet must be (frames, height, width)"),
+            (self.num_frames % self.tubelet[0] == 0, "num_frames must be a multiple of tubelet[0]"),
+            (self.frame_size % self.tubelet[1] == 0 and self.frame_size % self.tubelet[2] == 0,
+             "frame_size must be a multiple of the tubelet's height and width"),
+            (self.audio_frames % self.audio_patch == 0, "audio_frames must be a multiple of audio_patch"),
+            (self.num_mel_bins % self.audio_patch == 0, "num_mel_bins must be a multiple of audio_patch"),
+            (0.0 <= self.video_mask_ratio < 1.0 and 0.0 <= self.audio_mask_ratio < 1.0,
+             "mask ratios must be in [0, 1)"),
+            (self.temperature > 0, "temperature must be positive"),
+            (min(self.depth, self.joint_depth, self.decoder_depth) >= 0, "depths must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"model config {self.name!r}: {message}")
+
+    @property
+    def video_grid(self) -> tuple[int, int, int]:
+        """Token grid (T', H', W') of a clip at the configured size."""
+        t, h, w = self.tubelet
+        return self.num_frames // t, self.frame_size // h, self.frame_size // w
+
+    @property
+    def audio_grid(self) -> tuple[int, int]:
+        """Token grid (frequency, time) of a spectrogram at the configured size."""
+        return self.num_mel_bins // self.audio_patch, self.audio_frames // self.audio_patch
+
+
+_SCALARS = {
+    name: hint for name, hint in typing.get_type_hints(ModelConfig).items() if hint in (int, float, bool, str)
+}
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # minutes on a 2-core CPU: 64 video tokens (8 frames, 64 px) + 104 audio tokens (2 s);
+    # a larger contrastive weight than CAV-MAE's 0.01 because short runs are judged on retrieval
+    "tiny": ModelConfig(),
+    # ViT-S widths (VideoMAE-S), VideoMAE's 0.9 tube masking, AudioMAE's 0.8; 4 s clips
+    "small": ModelConfig(
+        name="small", embed_dim=384, depth=11, joint_depth=1, num_heads=6, num_frames=16, frame_size=224,
+        audio_frames=400, decoder_dim=256, decoder_depth=4, decoder_heads=8, proj_dim=256,
+        video_mask_ratio=0.9, audio_mask_ratio=0.8, contrastive_weight=0.01, clip_duration=4.0,
+    ),
+    # CAV-MAE's ViT-B: 11 + 1 shared layers, 512-d 8-layer decoder, 0.75 random masking, 0.01 InfoNCE
+    # at temperature 0.05, LayerNorm eps 1e-5; 10 s clips, here with 16 frames. CAV-MAE pads its 998
+    # fbank frames to 1024; our pipeline pads 10 s to 1008 (avssl.data.audio.target_frames), which
+    # drops only padding: with sin-cos positions the grids differ by one all-padding time column
+    "base": ModelConfig(
+        name="base", embed_dim=768, depth=11, joint_depth=1, num_heads=12, norm_eps=1e-5, num_frames=16,
+        frame_size=224, audio_frames=1008, decoder_dim=512, decoder_depth=8, decoder_heads=16, proj_dim=768,
+        video_masking="random", contrastive_weight=0.01, clip_duration=10.0,
+    ),
+}
+
+
+def config_fields() -> list[str]:
+    """Names of every `ModelConfig` field."""
+    return [f.name for f in dataclasses.fields(ModelConfig)]
+
+
+def check_keys(keys: Any, where: str = "model config") -> None:
+    """Raise ValueError for a key that is not a ModelConfig field, naming the nearest valid one."""
+    valid = config_fields()
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            raise ValueError(f"unknown {where} key {key!r}{hint}")
+
+
+def get_config(name: str) -> ModelConfig:
+    """A copy of the named config (`list(MODEL_CONFIGS)` lists them)."""
+    if name not in MODEL_CONFIGS:
+        close = difflib.get_close_matches(name, list(MODEL_CONFIGS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; available: {', '.join(MODEL_CONFIGS)}")
+    return dataclasses.replace(MODEL_CONFIGS[name])
+
+
+def config_from_dict(values: dict[str, Any], base: ModelConfig | None = None,
+                     where: str = "model config") -> ModelConfig:
+    """`base` (default: the field defaults) with `values` applied; unknown keys raise ValueError."""
+    check_keys(values, where)
+    return dataclasses.replace(base or ModelConfig(), **values)

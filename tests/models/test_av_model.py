@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from avssl.models.factory import create_model
+
+
+def _batch(batch=4, frames=8, size=64, audio_frames=208, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    video = torch.randn(batch, frames, 3, size, size, generator=gen)
+    audio = torch.randn(batch, audio_frames, 128, generator=gen)
+    return video, audio
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("tiny")
+
+
+def test_forward_returns_losses_and_normalised_embeddings(model):
+    video, audio = _batch()
+    out = model(video, audio, torch.tensor([True, True, False, True]))
+    assert {"loss", "loss_mae_video", "loss_mae_audio", "loss_contrastive", "video_emb", "audio_emb"} <= set(out)
+    for key in ("loss", "loss_mae_video", "loss_mae_audio", "loss_contrastive"):
+        assert out[key].ndim == 0 and torch.isfinite(out[key])
+    expected = out["loss_mae_video"] + out["loss_mae_audio"] + 0.1 * out["loss_contrastive"]
+    torch.testing.assert_close(out["loss"], expected)
+    for key in ("video_emb", "audio_emb"):
+        assert out[key].shape == (4, 64)
+        torch.testing.assert_close(out[key].norm(dim=-1), torch.ones(4))
+
+
+def test_rows_without_audio_do_not_affect_audio_terms(model):
+    video, audio = _batch()
+    has_audio = torch.tensor([True, False, True, True])
+    first = model(video, audio, has_audio, generator=torch.Generator().manual_seed(5))
+    audio[1] = torch.randn_like(audio[1]) * 10
+    second = model(video, audio, has_audio, generator=torch.Generator().manual_seed(5))
+    for key in ("loss_mae_audio", "loss_contrastive", "loss"):
+        torch.testing.assert_close(first[key], second[key])
+    third = model(video, audio, None, generator=torch.Generator().manual_seed(5))
+    assert not torch.allclose(third["loss_mae_audio"], second["loss_mae_audio"])
+
+
+def test_other_clip_sizes_and_masking_modes():
+    model = create_model("tiny", video_masking="random", audio_masking="time_freq", pos_embed="learned")
+    video, audio = _batch(batch=2, frames=4, size=96, audio_frames=96)
+    out = model(video, audio)
+    assert torch.isfinite(out["loss"])
+    assert model.embed_video(video).shape == model.embed_audio(audio).shape == (2, 64)
+
+
+def test_embeddings_are_unmasked_and_deterministic(model):
+    video, audio = _batch(batch=2)
+    model.eval()
+    torch.testing.assert_close(model.embed_video(video), model.embed_video(video))
+    torch.testing.assert_close(model.embed_audio(audio).norm(dim=-1), torch.ones(2))
+    features = model.forward_features(video, audio)
+    assert features["video_tokens"].shape == (2, 64, 128) and features["audio_tokens"].shape == (2, 104, 128)
+    assert features["joint_tokens"].shape == (2, 168, 128) and features["joint"].shape == (2, 128)
+    projected = torch.nn.functional.normalize(model.video_proj(features["video"]), dim=-1)
+    torch.testing.assert_close(projected, model.embed_video(video))
+    assert set(model.forward_features(audio=audio)) == {"audio", "audio_tokens"}
+    model.train()
+
+
+def test_one_adam_step_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    video, audio = _batch(batch=4, seed=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(2):
+        loss = model(video, audio, generator=torch.Generator().manual_seed(7))["loss"]
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[1] < losses[0]
+
+
+def test_grad_checkpointing_same_loss_and_gradients():
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    video, audio = _batch(batch=2)
+    results = []
+    for enable in (False, True):
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        loss = model(video, audio, generator=torch.Generator().manual_seed(3))["loss"]
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_every_parameter_is_trained(model):
+    model.zero_grad()
+    video, audio = _batch(batch=2)
+    model(video, audio)["loss"].backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
