@@ -11,7 +11,7 @@ import os
 import sys
 from importlib import import_module
 
-COMMANDS: tuple[str, ...] = ("pretrain",)
+COMMANDS: tuple[str, ...] = ("pretrain", "embed", "retrieve", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,278 @@
+"""Static HTML pages: the `avssl retrieve --html` results page and the demo's report.html.
+
+Pages are self-contained folders: thumbnails (JPEG) and sound clips (16-bit WAV, written
+with the standard library's `wave`) go into `<page>_files/` beside the HTML and are
+referenced by relative paths; charts are inline SVG. No scripts, no network, so a page
+opens from disk in any browser.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from avssl.data.decode import DecodeError, decode_clip
+from avssl.tasks.charts import line_chart
+from avssl.tasks.retrieval import is_image, media_info
+from avssl.train.observe import read_metrics
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 160  # longest side of a thumbnail, pixels
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: middle; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img.thumb { width: 112px; height: auto; image-rendering: pixelated; display: block; }
+audio { width: 220px; } .hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
+"""
+
+
+def save_thumbnail(frame: torch.Tensor, path: str | Path, size: int = THUMB_SIZE) -> Path:
+    """One (H, W, 3) uint8 frame as a JPEG whose longest side is at most `size` pixels."""
+    image = Image.fromarray(frame.contiguous().numpy())
+    image.thumbnail((size, size))
+    path = Path(path)
+    image.save(path, format="JPEG", quality=90)
+    return path
+
+
+def save_wav(audio: torch.Tensor, sample_rate: int, path: str | Path) -> Path:
+    """A mono float waveform (N,) in [-1, 1] as a 16-bit PCM WAV file."""
+    pcm = (audio.float().clamp(-1.0, 1.0) * 32767).round().to(torch.int16)
+    path = Path(path)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.numpy().tobytes())
+    return path
+
+
+class PageAssets:
+    """Thumbnails and sound clips written into `<page>_files/` beside an HTML page."""
+
+    def __init__(self, html_path: str | Path, audio_rate: int = 16000) -> None:
+        self.html_path = Path(html_path)
+        self.dir = self.html_path.parent / f"{self.html_path.stem}_files"
+        self.audio_rate = audio_rate
+        self._count = 0
+
+    def _name(self, suffix: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        return self.dir / f"{self._count:03d}{suffix}"
+
+    def src(self, path: Path) -> str:
+        """`path` relative to the page, as an HTML attribute value."""
+        return html.escape(Path(os.path.relpath(path, self.html_path.parent)).as_posix(), quote=True)
+
+    def clip(self, path: str, start: float, end: float, *, frame: bool = True,
+             sound: bool = True) -> tuple[str | None, str | None]:
+        """Middle frame (JPEG) and sound (WAV) of a clip, as page-relative sources; None for
+        what the file does not have or cannot give (logged)."""
+        try:
+            clip = decode_clip(path, start, end, 1, audio_rate=self.audio_rate, with_video=frame, with_audio=sound)
+        except (DecodeError, OSError) as err:
+            log.warning("no preview for %s [%.2f, %.2f]: %s", path, start, end, err)
+            return None, None
+        image = self.src(save_thumbnail(clip.frames[0], self._name(".jpg"))) if frame and len(clip.frames) else None
+        audio = self.src(save_wav(clip.audio, self.audio_rate, self._name(".wav"))) if sound and clip.has_audio else None
+        return image, audio
+
+    def image(self, path: str | Path) -> str:
+        """A thumbnail of an image file."""
+        with Image.open(path) as image:
+            frame = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+        return self.src(save_thumbnail(frame, self._name(".jpg")))
+
+    def copy(self, path: str | Path) -> str:
+        """A copy of an existing file (e.g. a confusion-matrix PNG) in the assets folder."""
+        target = self._name(Path(path).suffix)
+        shutil.copyfile(path, target)
+        return self.src(target)
+
+
+def esc(value: object) -> str:
+    """Text for HTML content or attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def media_html(image: str | None, audio: str | None) -> str:
+    """An <img> and/or <audio controls> for page-relative sources (either may be missing)."""
+    parts = [f'<img class="thumb" src="{image}" alt="frame">' if image else ""]
+    parts.append(f'<audio controls preload="metadata" src="{audio}"></audio>' if audio else "")
+    return "".join(parts) or '<span class="muted">(no preview)</span>'
+
+
+def table_html(header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()) -> str:
+    """A table; floats are right-aligned with 2 decimals, strings starting with '<' are raw HTML."""
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f'<td class="num">{value:.2f}</td>'
+        if isinstance(value, int):
+            return f'<td class="num">{value}</td>'
+        text = str(value)
+        return f"<td>{text if text.startswith('<') else esc(text)}</td>"
+
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    classes = list(row_classes) + [""] * (len(rows) - len(row_classes))
+    body = "".join(
+        (f'<tr class="{css}">' if css else "<tr>") + "".join(cell(v) for v in row) + "</tr>"
+        for css, row in zip(classes, rows)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_page(path: str | Path, title: str, body: str) -> Path:
+    """A complete HTML5 document with the shared style."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{body}\n</body></html>\n",
+        encoding="utf-8",
+    )
+    log.info("wrote %s", path)
+    return path
+
+
+def query_media(assets: PageAssets, query: str | Path, modality: str, start: float, end: float) -> str:
+    """Preview of a query file: the image itself, a video's frame, or an audio file's sound."""
+    if is_image(query):
+        return media_html(assets.image(query), None)
+    info = media_info(query)
+    image, audio = assets.clip(str(query), start, end, frame=info.has_video, sound=modality == "audio")
+    return media_html(image, audio)
+
+
+def match_rows(assets: PageAssets, matches: Sequence, target: str, true_path: str | None = None) -> tuple[list, list]:
+    """Table rows (rank, score, clip, preview) for search results; the true clip is highlighted."""
+    rows, classes = [], []
+    for rank, match in enumerate(matches, 1):
+        image, audio = assets.clip(match.path, match.start, match.end, frame=True, sound=target == "audio")
+        where = f"{match.path} [{match.start:.2f}–{match.end:.2f} s]"
+        rows.append([rank, float(match.score), where, media_html(image, audio)])
+        classes.append("hit" if true_path is not None and match.path == true_path else "")
+    return rows, classes
+
+
+def retrieval_page(out: str | Path, query: str | Path, modality: str, window: tuple[float, float],
+                   matches: Sequence, *, checkpoint: str = "", gallery: str = "", audio_rate: int = 16000) -> Path:
+    """The `avssl retrieve --html` page: the query's preview, then each match with its
+    thumbnail and (for sound results) an audio player."""
+    assets = PageAssets(out, audio_rate)
+    target = "audio" if modality == "video" else "video"
+    rows, classes = match_rows(assets, matches, target)
+    body = (
+        f"<p>Query <code>{esc(query)}</code> ({esc(modality)}), nearest {esc(target)} clips in "
+        f"<code>{esc(gallery)}</code> by <code>{esc(checkpoint)}</code>.</p>"
+        f"<h2>Query</h2>{query_media(assets, query, modality, *window)}"
+        f"<h2>Top {len(matches)} {esc(target)} matches</h2>"
+        + table_html(["rank", "score", "clip", "preview"], rows, classes)
+    )
+    return write_page(out, "avssl retrieval", body)
+
+
+def curves_html(series_by_chart: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str = "step") -> str:
+    """Several inline SVG line charts side by side, one per title."""
+    charts = [f"<figure>{line_chart(series, title=title, xlabel=xlabel)}</figure>"
+              for title, series in series_by_chart.items() if any(series.values())]
+    return f'<div class="charts">{"".join(charts)}</div>' if charts else '<p class="muted">(no metrics recorded)</p>'
+
+
+@dataclass
+class RetrievalExample:
+    """A query clip, its true class and the clips retrieved for it (with their classes)."""
+
+    path: str
+    start: float
+    end: float
+    label: str
+    matches: list  # list[Match]
+    match_labels: list[str]
+
+
+def metric_curves(records: Sequence[dict], keys: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    """(step, value) points of each of `keys` in metrics.jsonl records (keys absent are skipped)."""
+    return {key: [(float(r["step"]), float(r[key])) for r in records if key in r] for key in keys}
+
+
+def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> str:
+    """One table per example: the query clip's frame, then its nearest sounds (true clip highlighted)."""
+    blocks = []
+    for example in examples:
+        image, _ = assets.clip(example.path, example.start, example.end, frame=True, sound=False)
+        rows, classes = match_rows(assets, example.matches, "audio", true_path=example.path)
+        for row, label in zip(rows, example.match_labels):
+            row.insert(3, label)
+        blocks.append(
+            f"<h3>Query: <code>{esc(example.path)}</code> ({esc(example.label)})</h3>{media_html(image, None)}"
+            + table_html(["rank", "score", "clip", "class", "frame and sound"], rows, classes)
+        )
+    return "".join(blocks)
+
+
+def demo_page(
+    out: str | Path,
+    *,
+    summary: Sequence[str],
+    pretrain_run: str | Path,
+    retrieval: dict[str, dict[str, float]],
+    examples: Sequence[RetrievalExample],
+    finetune: dict[str, dict[str, float]],
+    finetune_runs: dict[str, str | Path],
+    confusion_png: str | Path | None,
+    timings: dict[str, float],
+    audio_rate: int = 16000,
+) -> Path:
+    """The demo's report.html: headline, loss curves, retrieval table and examples, fine-tune
+    comparison with its curves and confusion matrix, and where the time went."""
+    assets = PageAssets(out, audio_rate)
+    train = read_metrics(pretrain_run, "train")
+    val = read_metrics(pretrain_run, "val")
+    loss_keys = sorted({k for r in train for k in r if k.startswith("loss")})
+    pre_curves = {
+        "pretraining loss terms (train)": metric_curves(train, loss_keys),
+        "held-out loss": metric_curves(val, ["val_loss"]),
+        "held-out retrieval R@1 (%)": metric_curves(val, ["v2a_R@1", "a2v_R@1", "chance_R@1"]),
+    }
+    ft_curves = {
+        "fine-tuning loss (train)": {name: metric_curves(read_metrics(run, "train"), ["loss"])["loss"]
+                                     for name, run in finetune_runs.items()},
+    }
+    columns = ["v2a_R@1", "v2a_R@5", "v2a_R@10", "v2a_median_rank", "a2v_R@1", "a2v_R@5", "a2v_R@10",
+               "a2v_median_rank"]
+    retrieval_rows = [[name] + [float(m[c]) for c in columns] for name, m in retrieval.items()]
+    chance = next(iter(retrieval.values()), {}).get("chance_R@1", float("nan"))
+    finetune_rows = [[name, float(m["top1"]), float(m.get("top5", float("nan")))] for name, m in finetune.items()]
+    confusion = (f'<figure><img src="{assets.copy(confusion_png)}" alt="confusion matrix">'
+                 "<figcaption>rows: true class, columns: predicted</figcaption></figure>") if confusion_png else ""
+    timing_rows = [[stage, float(seconds)] for stage, seconds in timings.items()]
+    body = (
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in summary) + "</ul>"
+        + "<h2>Pretraining</h2>" + curves_html(pre_curves)
+        + "<h2>Cross-modal retrieval on held-out clips</h2>"
+        + table_html(["model"] + [c.replace("_", " ") for c in columns], retrieval_rows)
+        + f'<p class="muted">R@k in percent; chance R@1 is {chance:.1f} %. Median rank: lower is better.</p>'
+        + "<h2>Retrieval examples: nearest sounds for a clip's frames</h2>"
+        + '<p class="muted">Green: the query\'s own soundtrack.</p>' + examples_html(assets, examples)
+        + "<h2>Action recognition fine-tuning (same labels)</h2>"
+        + table_html(["initialisation", "top-1 (%)", "top-5 (%)"], finetune_rows)
+        + curves_html(ft_curves) + confusion
+        + "<h2>Time</h2>" + table_html(["stage", "seconds"], timing_rows)
+    )
+    return write_page(out, "avssl demo report", body)
