@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from avssl.data.loader import ShardedSampler, collate_clips
+from avssl.data.datasets import ClipDataset
+from avssl.data.loader import ShardedSampler, build_loader, collate_clips
+from avssl.data.synthetic import make_corpus
 
 
 def test_two_ranks_are_disjoint_and_cover_the_data():
@@ -60,3 +62,37 @@ def test_collate_stacks_tensors_keeps_lists_and_flattens():
     assert batch["clip_start"] == [0.0, 0.5, 1.0]
     with pytest.raises(ValueError, match="empty batch"):
         collate_clips([])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader")
+    make_corpus(root / "videos", num_classes=2, videos_per_class=3, duration=2.0, size=64, fps=16)
+    return ClipDataset(root / "videos", num_frames=2, clip_duration=1.0, frame_size=32, probe_cache=root / "probe.json")
+
+
+def _epoch(loader, epoch, start=0):
+    loader.set_epoch(epoch, start)
+    return [(path, start) for batch in loader for path, start in zip(batch["path"], batch["clip_start"])]
+
+
+def test_same_clips_with_or_without_workers(dataset):
+    serial = build_loader(dataset, batch_size=2, num_workers=0, seed=5)
+    parallel = build_loader(dataset, batch_size=2, num_workers=2, seed=5)
+    first = _epoch(serial, 0)
+    assert len(first) == 6 and first == _epoch(parallel, 0)
+    second = _epoch(parallel, 1)
+    assert second == _epoch(serial, 1)
+    assert second != first  # the new epoch reached the workers: new order and new clip times
+    batch = next(iter(parallel))
+    assert batch["video"].shape == (2, 2, 3, 32, 32) and batch["label"].shape == (2,)
+    assert batch["audio"].shape[0] == 2 and batch["has_audio"].dtype == torch.bool
+
+
+def test_ranks_split_the_dataset_and_resume(dataset):
+    loaders = [build_loader(dataset, batch_size=1, num_workers=0, rank=r, world_size=2, drop_last=False)
+               for r in range(2)]
+    shards = [_epoch(loader, 2) for loader in loaders]
+    assert len(shards[0]) == len(shards[1]) == 3
+    assert sorted(p for shard in shards for p, _ in shard) == sorted(map(dataset.video_path, range(6)))
+    assert _epoch(loaders[0], 2, start=2) == shards[0][2:]

@@ -1,0 +1,225 @@
+"""ClipDataset: the one dataset entry point from video files to model-ready clips.
+
+source -> manifest entries (``read_source``) -> probe (cached) -> rejected files
+set aside -> index of (video, item) pairs from the clip sampler -> per item:
+sample window(s) -> decode only those windows -> video and audio transforms.
+
+Everything random in an item (clip times, crop, flip, SpecAugment) is a pure
+function of (seed, epoch, index), so results do not depend on worker or GPU
+count. A manifest segment (``start``/``end``) is sampled within: the sampler
+sees the segment length and the dataset shifts the windows by its start.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avssl.data.audio import AudioTransform, target_frames
+from avssl.data.decode import DecodedClip, DecodeError, decode_clips
+from avssl.data.manifest import ManifestEntry, read_source
+from avssl.data.probe import VideoInfo, probe, summarize
+from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
+from avssl.data.video import VideoTransform, eval_resize
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+def _label_names(entry: ManifestEntry, multi_label: bool) -> tuple[str, ...]:
+    if multi_label and entry.labels:
+        return entry.labels
+    return (entry.label,) if entry.label is not None else ()
+
+
+def _segment(entry: ManifestEntry, info: VideoInfo) -> tuple[VideoInfo, float, float]:
+    """(info, segment start, segment length) of an entry; a segment that starts past
+    the end of its file turns the info into a rejection."""
+    start = entry.start or 0.0
+    end = min(entry.end if entry.end is not None else info.duration, info.duration)
+    if info.ok and end <= start:
+        info = dataclasses.replace(info, ok=False, reason=f"segment starts at {start:g} s, "
+                                                          f"after the video's end ({info.duration:g} s)")
+    return info, start, end - start
+
+
+class ClipDataset(Dataset):
+    """Clips with their sound from a folder, class folders, a CSV manifest or a list of files.
+
+    Each item is a dict: ``video`` (T, 3, frame_size, frame_size) float32,
+    ``audio`` (frames, num_mel_bins) float32, ``has_audio`` bool tensor,
+    ``label`` (int64 class index, -1 when unlabeled; a float32 multi-hot (C,)
+    when multi-label), ``path``, ``clip_start``/``clip_end`` (seconds in the file),
+    ``clip_index`` and ``index``. When the sampler gives several clips per item
+    ("random_multi" with clips_per_video > 1) an item is a list of such dicts,
+    one per clip, all decoded from one open file (``collate_clips`` flattens them).
+
+    Files the probe refuses are kept in ``rejected`` and summarised in one
+    warning. A file that fails to decode later is logged, counted in
+    ``decode_failures`` (per worker process) and replaced by the next video;
+    ``MAX_CONSECUTIVE_FAILURES`` failures in a row raise RuntimeError.
+    """
+
+    def __init__(self, source: str | Path | Sequence[str | Path], *, num_frames: int = 8, clip_duration: float = 2.0,
+                 frame_size: int = 112, sampler: str | ClipSampler = "random", clips_per_video: int = 1,
+                 train: bool = True, audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0,
+                 classes: list[str] | None = None, probe_cache: str | Path | None = None, short: str = "pad"):
+        if isinstance(sampler, str):
+            sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
+        self.sampler = sampler
+        self.num_frames = num_frames
+        self.clip_duration = sampler.clip_duration
+        self.audio_rate = audio_rate
+        self.short_side = eval_resize(frame_size)
+        self.seed = seed
+        self.epoch = 0
+        self.decode_failures = 0
+        self.video_transform = VideoTransform(frame_size, train=train)
+        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
+                                              num_mel_bins=num_mel_bins, train=train)
+
+        entries = read_source(source)
+        self.multi_label = any(e.labels for e in entries)
+        names = [_label_names(e, self.multi_label) for e in entries]
+        self.classes = self._resolve_classes(entries, names, classes)
+        class_index = {c: i for i, c in enumerate(self.classes)}
+
+        unique = list(dict.fromkeys(e.path for e in entries))
+        by_path = dict(zip(unique, probe(unique, cache=probe_cache)))
+        segments = [_segment(e, by_path[e.path]) for e in entries]
+        counts = [sampler.num_items(length) if info.ok else 0 for info, _, length in segments]
+        self.rejected: list[VideoInfo] = [info for info, _, _ in segments if not info.ok]
+        skipped = len(entries) - len(self.rejected) - sum(1 for c in counts if c)
+        name = _source_label(source)
+        if self.rejected:
+            log.warning("%s: %d of %d videos rejected (%s); see ClipDataset.rejected", name, len(self.rejected),
+                        len(entries), summarize([info for info, _, _ in segments]))
+        if skipped:
+            log.info("%s: %d videos shorter than %g s skipped", name, skipped, self.clip_duration)
+        keep = [k for k, c in enumerate(counts) if c]
+        if not keep:
+            reasons = [f"{len(self.rejected)} rejected ({summarize(self.rejected)})"] if self.rejected else []
+            if skipped:
+                reasons.append(f"{skipped} shorter than the {self.clip_duration:g} s clip and skipped (short='skip')")
+            raise ValueError(f"{name}: no usable videos out of {len(entries)}: {'; '.join(reasons)}")
+
+        # numpy arrays, not Python lists: DataLoader workers read them without copy-on-write growth
+        self._paths = _StringTable([entries[k].path for k in keep])
+        self._offsets = np.array([segments[k][1] for k in keep], np.float64)
+        self._durations = np.array([segments[k][2] for k in keep], np.float64)
+        targets = [[class_index[n] for n in names[k]] for k in keep]
+        self._label_splits = np.cumsum([0] + [len(t) for t in targets])
+        self._label_values = np.array([c for t in targets for c in t], np.int64)
+        kept_counts = np.array([counts[k] for k in keep], np.int64)
+        self._first_item = np.concatenate([[0], np.cumsum(kept_counts)])
+        self._video_of = np.repeat(np.arange(len(keep)), kept_counts)
+
+    @property
+    def num_videos(self) -> int:
+        """Videos (or manifest segments) that give at least one item."""
+        return len(self._paths)
+
+    def video_path(self, video: int) -> str:
+        """Path of the ``video``-th usable video (in source order)."""
+        return self._paths[video]
+
+    @staticmethod
+    def _resolve_classes(entries: list[ManifestEntry], names: list[tuple[str, ...]],
+                         classes: list[str] | None) -> list[str]:
+        if classes is None:
+            return sorted({n for ns in names for n in ns})
+        known = set(classes)
+        for entry, ns in zip(entries, names):
+            unknown = [n for n in ns if n not in known]
+            if unknown:
+                raise ValueError(f"{entry.path}: label {unknown[0]!r} is not one of the {len(classes)} given classes")
+        return list(classes)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose clip draws and augmentations ``__getitem__`` returns."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._video_of)
+
+    def __getitem__(self, index: int) -> dict | list[dict]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        errors = []
+        for _ in range(min(MAX_CONSECUTIVE_FAILURES, self.num_videos)):
+            try:
+                return self._load(index)
+            except (DecodeError, OSError) as err:
+                video = int(self._video_of[index])
+                path = self._paths[video]
+                self.decode_failures += 1
+                errors.append(str(err) if path in str(err) else f"{path}: {err}")  # DecodeError names it already
+                log.warning("decode failed, using the next video instead: %s", errors[-1])
+                index = int(self._first_item[(video + 1) % self.num_videos])
+        raise RuntimeError(f"{len(errors)} videos in a row failed to decode; last errors: {errors[-3:]}")
+
+    def _load(self, index: int) -> dict | list[dict]:
+        video = int(self._video_of[index])
+        item = index - int(self._first_item[video])
+        clips = self.sampler.sample(float(self._durations[video]), seed=self.seed, epoch=self.epoch, index=index,
+                                    item=item)
+        offset = float(self._offsets[video])
+        path = self._paths[video]
+        decoded = decode_clips(path, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
+                               audio_rate=self.audio_rate, short_side=self.short_side)
+        generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
+        label = self._label(video)
+        out = [self._item(d, c, offset, path, label, index, generator) for d, c in zip(decoded, clips)]
+        return out if len(out) > 1 else out[0]
+
+    def _label(self, video: int) -> torch.Tensor:
+        values = self._label_values[self._label_splits[video]:self._label_splits[video + 1]]
+        if self.multi_label:
+            target = torch.zeros(len(self.classes), dtype=torch.float32)
+            target[torch.from_numpy(values)] = 1.0
+            return target
+        return torch.tensor(int(values[0]) if len(values) else -1, dtype=torch.int64)
+
+    def _item(self, decoded: DecodedClip, clip: ClipInfo, offset: float, path: str, label: torch.Tensor,
+              index: int, generator: torch.Generator) -> dict:
+        return {
+            "video": self.video_transform(decoded.frames, generator),
+            "audio": self.audio_transform(decoded.audio, generator),
+            "has_audio": torch.tensor(decoded.has_audio),
+            "label": label,
+            "path": path,
+            "clip_start": offset + clip.start,
+            "clip_end": offset + clip.end,
+            "clip_index": clip.clip_index,
+            "index": index,
+        }
+
+
+class _StringTable:
+    """Strings packed in one numpy byte buffer: indexable like a list, but with no
+    per-string Python objects for forked workers to touch (and so copy)."""
+
+    def __init__(self, strings: Sequence[str]):
+        encoded = [s.encode() for s in strings]
+        self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return self._bytes[start:int(self._ends[i])].tobytes().decode()
+
+
+def _source_label(source: str | Path | Sequence[str | Path]) -> str:
+    """A short name for a source in messages: the path, or 'list of N files'."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"list of {len(source)} files"
