@@ -9,8 +9,8 @@ number of frames, and normalised with the dataset statistics.
 Normalisation: CAV-MAE divides by the std once,
 ``(fbank - norm_mean) / norm_std`` with mean -5.081 and std 4.4849 (checked in
 its ``dataloader.py``); AST and AudioMAE divide by *twice* the std,
-``(fbank - norm_mean) / (norm_std * 2)``. ``std_multiplier`` selects between
-them (1.0 by default, CAV-MAE's).
+``(fbank - norm_mean) / (norm_std * 2)``: for their weights pass
+``std = 2 * norm_std`` (what avssl's model configs store).
 
 Padding happens before normalisation, as in CAV-MAE, so the pad frames carry
 the value the weights were trained with. SpecAugment differs on purpose: masked
@@ -72,8 +72,7 @@ class AudioTransform:
     """
 
     def __init__(self, target_frames: int, *, sample_rate: int = 16000, num_mel_bins: int = 128,
-                 mean: float = FBANK_MEAN, std: float = FBANK_STD, std_multiplier: float = 1.0,
-                 train: bool = False, freq_mask: int = 48, time_mask: float = 0.2):
+                 mean: float = FBANK_MEAN, std: float = FBANK_STD, train: bool = False, freq_mask: int = 48, time_mask: float = 0.2):
         if target_frames < 1:
             raise ValueError(f"target_frames must be >= 1, got {target_frames}")
         if not 0 <= time_mask <= 1:
@@ -82,21 +81,21 @@ class AudioTransform:
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.mean = mean
-        self.scale = std * std_multiplier
+        self.std = std
         self.train = train
         self.freq_mask = freq_mask
         self.time_mask_frames = int(time_mask * target_frames)
 
     def __repr__(self) -> str:
         return (f"AudioTransform(target_frames={self.target_frames}, sample_rate={self.sample_rate}, "
-                f"num_mel_bins={self.num_mel_bins}, mean={self.mean}, scale={self.scale}, train={self.train})")
+                f"num_mel_bins={self.num_mel_bins}, mean={self.mean}, std={self.std}, train={self.train})")
 
     def __call__(self, waveform: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one clip's mono waveform."""
         fbank = log_mel(waveform.float(), self.sample_rate, self.num_mel_bins)
         missing = self.target_frames - fbank.shape[0]
         fbank = torch.nn.functional.pad(fbank, (0, 0, 0, missing)) if missing > 0 else fbank[: self.target_frames]
-        fbank = (fbank - self.mean) / self.scale
+        fbank = (fbank - self.mean) / self.std
         if self.train:
             fbank = self.spec_augment(fbank, generator)
         return fbank

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avssl.data.audio import AudioTransform, target_frames
+from avssl.data.audio import FBANK_MEAN, FBANK_STD, AudioTransform, target_frames
 from avssl.data.decode import DecodedClip, DecodeError, decode_clips
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
-from avssl.data.video import VideoTransform, eval_resize
+from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_resize
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class ClipDataset(Dataset):
     ("random_multi" with clips_per_video > 1) an item is a list of such dicts,
     one per clip, all decoded from one open file (``collate_clips`` flattens them).
 
+    ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std`` are the
+    normalisation statistics; pass a model's (``ModelConfig``) to feed it the
+    way it was trained.
+
     Files the probe refuses are kept in ``rejected`` and summarised in one
     warning. A file that fails to decode later is logged, counted in
     ``decode_failures`` (per worker process) and replaced by the next video;
@@ -69,7 +73,10 @@ class ClipDataset(Dataset):
     def __init__(self, source: str | Path | Sequence[str | Path], *, num_frames: int = 8, clip_duration: float = 2.0,
                  frame_size: int = 112, sampler: str | ClipSampler = "random", clips_per_video: int = 1,
                  train: bool = True, audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0,
-                 classes: list[str] | None = None, probe_cache: str | Path | None = None, short: str = "pad"):
+                 classes: list[str] | None = None, probe_cache: str | Path | None = None, short: str = "pad",
+                 image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 image_std: tuple[float, float, float] = IMAGENET_STD,
+                 fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD):
         if isinstance(sampler, str):
             sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
         self.sampler = sampler
@@ -80,9 +87,9 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.decode_failures = 0
-        self.video_transform = VideoTransform(frame_size, train=train)
+        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
         self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
-                                              num_mel_bins=num_mel_bins, train=train)
+                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
 
         entries = read_source(source)
         self.multi_label = any(e.labels for e in entries)
