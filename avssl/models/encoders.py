@@ -31,14 +31,14 @@ def drop_path_rates(config: ModelConfig) -> list[float]:
 
 
 class _Encoder(nn.Module):
-    """What the video and audio encoders share; subclasses set `patch_embed`, `grid_of` and `stream`."""
+    """What the video and audio encoders share; subclasses define `grid_of` and `stream`."""
 
     stream: Stream
-    patch_embed: nn.Module
 
-    def __init__(self, config: ModelConfig, grid: tuple[int, ...]) -> None:
+    def __init__(self, config: ModelConfig, grid: tuple[int, ...], patch_embed: nn.Module) -> None:
         super().__init__()
         dim = config.embed_dim
+        self.patch_embed = patch_embed
         self.pos_embed = PositionalEmbedding(dim, grid, config.pos_embed)
         self.modality_embed = nn.Parameter(torch.zeros(1, 1, dim))
         rates = drop_path_rates(config)[: config.depth]
@@ -47,8 +47,6 @@ class _Encoder(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
         self.grad_checkpointing = False
-
-    def _init_weights(self) -> None:
         self.apply(init_weights)
         weight = self.patch_embed.proj.weight.data  # like a Linear on the flattened patch (MAE)
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
@@ -89,10 +87,8 @@ class VideoEncoder(_Encoder):
     stream: Stream = "v"
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, config.video_grid)
+        super().__init__(config, config.video_grid, TubeletEmbed(config.embed_dim, config.tubelet))
         self.tubelet = config.tubelet
-        self.patch_embed = TubeletEmbed(config.embed_dim, config.tubelet)
-        self._init_weights()
 
     def grid_of(self, x: torch.Tensor) -> tuple[int, int, int]:
         return video_grid(x.shape, self.tubelet)
@@ -105,10 +101,8 @@ class AudioEncoder(_Encoder):
     stream: Stream = "a"
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, config.audio_grid)
+        super().__init__(config, config.audio_grid, SpectrogramPatchEmbed(config.embed_dim, config.audio_patch))
         self.patch = config.audio_patch
-        self.patch_embed = SpectrogramPatchEmbed(config.embed_dim, config.audio_patch)
-        self._init_weights()
 
     def grid_of(self, x: torch.Tensor) -> tuple[int, int]:
         return audio_grid(x.shape, self.patch)
