@@ -94,6 +94,10 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path) -> tuple[
         num_mel_bins=model_cfg.num_mel_bins,
         seed=cfg.seed,
         short=data.short_videos,
+        image_mean=model_cfg.image_mean,
+        image_std=model_cfg.image_std,
+        fbank_mean=model_cfg.fbank_mean,
+        fbank_std=model_cfg.fbank_std,
     )
     train = ClipDataset(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
     val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
