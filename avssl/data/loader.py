@@ -8,6 +8,7 @@ an interrupted epoch exactly where it stopped.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterator, Sequence
 
@@ -15,6 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from avssl.data.sampling import seed_from
+
+log = logging.getLogger(__name__)
 
 
 class ShardedSampler(Sampler[int]):
@@ -105,6 +108,9 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
     silent stall. ``pin_memory`` defaults to whether CUDA is available.
     """
     sampler = ShardedSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
+    if drop_last and sampler.num_samples < batch_size:
+        log.warning("this rank's shard has %d items, fewer than batch_size=%d: with drop_last the loader "
+                    "yields no batches", sampler.num_samples, batch_size)
     workers = num_workers > 0
     return ClipLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_clips,

@@ -96,3 +96,9 @@ def test_ranks_split_the_dataset_and_resume(dataset):
     assert len(shards[0]) == len(shards[1]) == 3
     assert sorted(p for shard in shards for p, _ in shard) == sorted(map(dataset.video_path, range(6)))
     assert _epoch(loaders[0], 2, start=2) == shards[0][2:]
+
+
+def test_a_loader_with_no_full_batch_warns(dataset, caplog):
+    loader = build_loader(dataset, batch_size=8, num_workers=0)
+    assert list(loader) == []
+    assert "fewer than batch_size=8" in caplog.text
