@@ -14,7 +14,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.distributed.nn.functional import all_gather
 
 _EXCLUDED = -1e9  # logit of a candidate left out; finite so an all-excluded row stays NaN-free
 
@@ -52,10 +51,33 @@ def info_nce(video_emb: torch.Tensor, audio_emb: torch.Tensor, temperature: floa
     return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, 1.0 / temperature)
 
 
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums the gradient of the gathered tensor over ranks and hands each
+    rank the slice of its own rows (plain collectives, so it runs on gloo and NCCL alike)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rows = x.shape[0]
+        return _all_gather(x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(B, ...) on each rank -> (world * B, ...) in rank order; gradients flow back to every rank's
-    slice (the backward pass sums each slice's gradient over ranks). Requires equal B on all ranks."""
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    """(B, ...) on each rank -> (world * B, ...) in rank order, with gradients flowing back to every
+    rank's rows. Requires equal B on all ranks."""
+    return _GatherWithGrad.apply(x)
 
 
 def _distributed() -> bool:
@@ -104,7 +126,7 @@ class ContrastiveLoss(nn.Module):
             return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, scale)
         if valid is None:
             valid = torch.ones(video_emb.shape[0], dtype=torch.bool, device=video_emb.device)
-        valid_all = torch.cat(all_gather(valid.to(torch.uint8)), dim=0).bool()
+        valid_all = _all_gather(valid.to(torch.uint8)).bool()
         offset = dist.get_rank() * video_emb.shape[0]
         return _symmetric_nce(video_emb, audio_emb, gather_with_grad(video_emb), gather_with_grad(audio_emb),
                               offset, valid, valid_all, scale)

@@ -6,7 +6,7 @@ transformer runs over the concatenated [audio, video] sequence, so each modality
 can be inferred from the other. Separate linear heads predict the pixels / spectrogram values.
 
 Parameter names (`decoder.` inside `AVModel`): `embed`, `mask_token_audio`, `mask_token_video`,
-`modality_audio`, `modality_video`, `pos_audio.weight` / `pos_video.weight` (learned only),
+`modality_audio`, `modality_video`, `pos_embed_audio.weight` / `pos_embed_video.weight` (learned only),
 `blocks.{i}.*` (as in the encoders), `norm`, `head_audio`, `head_video`.
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ class MAEDecoder(nn.Module):
         self.mask_token_video = nn.Parameter(torch.zeros(1, 1, dim))
         self.modality_audio = nn.Parameter(torch.zeros(1, 1, dim))
         self.modality_video = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_audio = PositionalEmbedding(dim, config.audio_grid, config.pos_embed)
-        self.pos_video = PositionalEmbedding(dim, config.video_grid, config.pos_embed)
+        self.pos_embed_audio = PositionalEmbedding(dim, config.audio_grid, config.pos_embed)
+        self.pos_embed_video = PositionalEmbedding(dim, config.video_grid, config.pos_embed)
         self.blocks = nn.ModuleList(
             Block(dim, config.decoder_heads, config.mlp_ratio, norm_eps=config.norm_eps)
             for _ in range(config.decoder_depth)
@@ -59,9 +59,9 @@ class MAEDecoder(nn.Module):
         *_restore (B, N*) from the masking; grids of the inputs; attn_mask: bool (B, 1, 1, Na + Nv),
         False for keys no query may attend to (the audio of clips without sound).
         Returns predicted patches: audio (B, Na, patch^2), video (B, Nv, t*h*w*3)."""
-        audio = self._complete(audio_tokens, audio_restore, self.mask_token_audio, self.pos_audio,
+        audio = self._complete(audio_tokens, audio_restore, self.mask_token_audio, self.pos_embed_audio,
                                audio_grid, self.modality_audio)
-        video = self._complete(video_tokens, video_restore, self.mask_token_video, self.pos_video,
+        video = self._complete(video_tokens, video_restore, self.mask_token_video, self.pos_embed_video,
                                video_grid, self.modality_video)
         x = run_blocks(self.blocks, torch.cat([audio, video], dim=1), grad_checkpointing=self.grad_checkpointing,
                        attn_mask=attn_mask)
