@@ -40,7 +40,8 @@ def num_kept(num_tokens: int, ratio: float) -> int:
     return max(1, min(num_tokens, int(num_tokens * (1.0 - ratio) + 1e-6)))
 
 
-def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None) -> torch.Tensor:
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None,
+             device: torch.device | str | None) -> torch.Tensor:
     source = generator.device if generator is not None else device
     return torch.rand(shape, generator=generator, device=source).to(device)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -66,7 +67,7 @@ class AVModel(nn.Module):
         if cfg.video_masking == "tube":
             video = tube_masking(batch, video_grid, cfg.video_mask_ratio, generator=generator, device=device)
         else:
-            video = random_masking(batch, int(torch.Size(video_grid).numel()), cfg.video_mask_ratio,
+            video = random_masking(batch, math.prod(video_grid), cfg.video_mask_ratio,
                                    generator=generator, device=device)
         audio = audio_masking(batch, audio_grid, cfg.audio_mask_ratio, cfg.audio_masking,
                               generator=generator, device=device)
@@ -102,7 +103,8 @@ class AVModel(nn.Module):
 
         video (B, T, 3, H, W) normalised frames; audio (B, F, M) normalised log-mel; has_audio (B,)
         bool: False rows (no audio track) still run but are left out of the audio MAE term and of the
-        contrastive loss, and their video does not attend to their audio. generator: masking RNG (default: torch's global RNG).
+        contrastive loss, and their video does not attend to their audio.
+        generator: masking RNG (default: torch's global RNG).
         Returns loss, loss_mae_video, loss_mae_audio, loss_contrastive (scalars) and video_emb,
         audio_emb (B, proj_dim), L2-normalised, from the masked forward.
         """
@@ -139,11 +141,13 @@ class AVModel(nn.Module):
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, proj_dim) L2-normalised embeddings of whole (unmasked) clips."""
-        return self._embedding(self.video_encoder.forward_tokens(video, joint_blocks=self.joint_blocks), self.video_proj)
+        tokens = self.video_encoder.forward_tokens(video, joint_blocks=self.joint_blocks)
+        return self._embedding(tokens, self.video_proj)
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, F, M) log-mel -> (B, proj_dim) L2-normalised embeddings (unmasked)."""
-        return self._embedding(self.audio_encoder.forward_tokens(audio, joint_blocks=self.joint_blocks), self.audio_proj)
+        tokens = self.audio_encoder.forward_tokens(audio, joint_blocks=self.joint_blocks)
+        return self._embedding(tokens, self.audio_proj)
 
     def forward_features(self, video: torch.Tensor | None = None,
                          audio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
