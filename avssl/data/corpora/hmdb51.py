@@ -15,6 +15,7 @@ from avssl.data.corpora.common import (
     PathLike,
     check_choice,
     convert_annotations,
+    select_split,
 )
 
 SPLITS = ("train", "test")
@@ -57,7 +58,7 @@ def read_annotations(annotations: PathLike, *, fold: int = 1, split: str | None 
             f"no HMDB51 split files '<class>_test_split{fold}.txt' in {folder} (pass the testTrainMulti_7030_splits folder)"
         )
     items = [a for path in files for a in _read_split_file(path, fold)]
-    return [a for a in items if split is None or a.split == split]
+    return select_split(items, split, f"{folder} (fold {fold})")
 
 
 def convert(
