@@ -39,7 +39,7 @@ def read_class_index(path: PathLike) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"AudioSet class index not found: {path}")
     names = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if not {"mid", "display_name"} <= set(reader.fieldnames or []):
             raise ValueError(f"{path}: not a class index: header must be index,mid,display_name")
@@ -60,7 +60,7 @@ def _read_segments(path: Path, names: dict[str, str], unknown: Counter) -> list[
     """The segments of one AudioSet CSV, labels mapped through `names` when given."""
     split = _split_of(path)
     items = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for line, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
             if not row or row[0].startswith("#"):
                 continue

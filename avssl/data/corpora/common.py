@@ -4,8 +4,9 @@ A converter reads a corpus's official annotation files into `Annotation`s (one p
 annotated clip), then `convert_annotations` finds each one under the videos folder
 (`VideoIndex`: by file stem, or by YouTube id and the times in the file name, whatever the
 folder layout and video extension), optionally probes the files it found, and returns a
-`ConversionReport`: the manifest entries plus what is missing and what is unreadable. Nothing here fails because a video is absent or
-broken; those are counted and listed, since public corpora are never complete.
+`ConversionReport`: the manifest entries plus what is missing and what is unreadable.
+Nothing here fails because a video is absent or broken; those are counted and listed,
+since public corpora are never complete.
 """
 from __future__ import annotations
 

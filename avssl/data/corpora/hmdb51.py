@@ -27,7 +27,7 @@ def _read_split_file(path: Path, fold: int) -> list[Annotation]:
     """The train and test videos of one class's split file."""
     label = path.name[: -len(f"_test_split{fold}.txt")]
     items = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         video, _, mark = line.strip().rpartition(" ")
@@ -55,7 +55,8 @@ def read_annotations(annotations: PathLike, *, fold: int = 1, split: str | None 
     files = sorted(folder.glob(f"*_test_split{fold}.txt"))
     if not files:
         raise FileNotFoundError(
-            f"no HMDB51 split files '<class>_test_split{fold}.txt' in {folder} (pass the testTrainMulti_7030_splits folder)"
+            f"no HMDB51 split files '<class>_test_split{fold}.txt' in {folder} "
+            "(pass the testTrainMulti_7030_splits folder)"
         )
     items = [a for path in files for a in _read_split_file(path, fold)]
     return select_split(items, split, f"{folder} (fold {fold})")

@@ -39,7 +39,7 @@ def _split_name(text: str) -> str:
 
 def _read_csv(path: Path) -> list[Annotation]:
     """The annotations of one Kinetics CSV; the split comes from its column or the file name."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a byte-order mark
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         absent = [c for c in _REQUIRED if c not in columns]

@@ -28,7 +28,7 @@ def _lines(path: Path) -> list[str]:
     """Non-empty stripped lines (the official files have Windows line ends)."""
     if not path.is_file():
         raise FileNotFoundError(f"UCF101 split file not found: {path} (pass the ucfTrainTestlist folder)")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
 def read_class_index(path: PathLike) -> dict[int, str]:

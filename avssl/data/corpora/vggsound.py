@@ -43,7 +43,7 @@ def read_annotations(annotations: PathLike | Sequence[PathLike], *, split: str |
     files = annotation_files(annotations, "*.csv")
     items = []
     for path in files:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a byte-order mark
             for line, row in enumerate(csv.reader(f), start=1):
                 if not row or (line == 1 and _looks_like_header(row)):
                     continue

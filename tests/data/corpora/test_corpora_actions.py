@@ -39,7 +39,8 @@ def test_hmdb51_folds_marks_and_report(hmdb_layout):
     fold1 = hmdb51.convert(splits, videos, fold=1, check=True)
     # mark 0 (the third video) is not part of fold 1 at all
     assert fold1.counts()["all"] == {"annotated": 4, "found": 3, "missing": 1, "unreadable": 1, "written": 2}
-    assert {(m.annotation.split, m.entry.label) for m in fold1.matched} == {("train", "brush_hair"), ("train", "ride_bike")}
+    assert {(m.annotation.split, m.entry.label) for m in fold1.matched} == {
+        ("train", "brush_hair"), ("train", "ride_bike")}
     assert [a.name for a in fold1.missing] == ["brush_hair/Blonde_brush_hair_(2)_f_nm_np2_le_med_1.avi"]
     assert [r.match.annotation.name for r in fold1.rejected] == ["ride_bike/Blonde_ride_bike_(2)_f_nm_np2_le_med_1.avi"]
 
