@@ -116,3 +116,12 @@ def test_audioset_bad_inputs(tmp_path, write_lines):
         audioset.read_annotations(rows)
     with pytest.raises(FileNotFoundError, match="class index not found"):
         audioset.read_annotations(rows, class_index=tmp_path / "nope.csv")
+
+
+def test_annotation_files_with_a_byte_order_mark(tmp_path, write_lines):
+    kinetics_csv = write_lines(tmp_path / "train.csv", ["\ufefflabel,youtube_id,time_start,time_end,split",
+                                                        "dog,abcdefghijk,1,11,train"])
+    assert [(a.label, a.youtube_id, a.segment) for a in kinetics.read_annotations(kinetics_csv)] == [
+        ("dog", "abcdefghijk", (1.0, 11.0))]
+    vgg_csv = write_lines(tmp_path / "vggsound.csv", ["\ufeffabcdefghijk,1,dog,train"])
+    assert [a.name for a in vggsound.read_annotations(vgg_csv)] == ["abcdefghijk_000001"]
