@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from einops import repeat
 
 from avssl.models.av_model import AVModel
 from avssl.models.config import ModelConfig, config_from_dict
-from avssl.models.convert_utils import (ImportReport, apply_weights, inflate_kernel, place_positions,
-                                        read_state_dict)
-from avssl.models.pos_embed import resample_table
+from avssl.models.convert_utils import (ImportReport, apply_weights, image_table_for_video, inflate_kernel,
+                                        place_positions, read_state_dict)
 
 Kind = Literal["vit", "vit_mae", "videomae", "ast"]
 Target = Literal["auto", "video", "audio", "both"]
@@ -172,8 +170,9 @@ def _layer(state: dict[str, torch.Tensor], used: set[str], i: int) -> dict[str, 
         key = next((k for k in (f"{attn}{name}.bias", f"{attn}{short}_bias") if k in state), None)
         biases.append(_take(state, used, key) if key else torch.zeros(weights[0].shape[0]))
     out = {"attn.qkv.weight": torch.cat(weights), "attn.qkv.bias": torch.cat(biases)}
-    for ours, theirs in (("norm1", "layernorm_before"), ("norm2", "layernorm_after"), ("attn.proj", "attention.output.dense"),
-                         ("mlp.fc1", "intermediate.dense"), ("mlp.fc2", "output.dense")):
+    for ours, theirs in (("norm1", "layernorm_before"), ("norm2", "layernorm_after"),
+                         ("attn.proj", "attention.output.dense"), ("mlp.fc1", "intermediate.dense"),
+                         ("mlp.fc2", "output.dense")):
         for param in ("weight", "bias"):
             out[f"{ours}.{param}"] = _take(state, used, f"{src}{theirs}.{param}")
     return out
@@ -214,30 +213,22 @@ def _patch_and_positions(ckpt: TransformersCheckpoint, model: AVModel, streams: 
         used.update(dropped)
         report.note(f"{' and '.join(k.split('.')[-1] for k in dropped)} dropped (avssl encoders have none); "
                     "patch-grid positions kept")
-    if ckpt.kind == "ast" and grid != model.config.audio_grid:
-        cfg = ckpt.config
-        report.note(f"AST strides ({cfg.get('frequency_stride', 10)}, {cfg.get('time_stride', 10)}) overlap "
-                    "its 16x16 patches; avssl patches do not, so features differ until fine-tuned")
-    encoder_keys = {s: _STREAMS[s][0] for s in streams}
-    if "video" in encoder_keys:
+    strides = (ckpt.config.get("frequency_stride", 10), ckpt.config.get("time_stride", 10))
+    if ckpt.kind == "ast" and min(strides) < kernel.shape[-1]:
+        report.note(f"AST strides {strides} overlap its {kernel.shape[-1]}x{kernel.shape[-1]} patches; avssl "
+                    "patches do not, so features differ until fine-tuned")
+    if "video" in streams:
         enc = model.video_encoder
-        if kernel.ndim == 4:
-            kernel3d = inflate_kernel(kernel, model.config.tubelet[0])
-            if model.config.tubelet[0] > 1:
-                report.note(f"image patch kernel inflated over {model.config.tubelet[0]} frames (divided by it)")
-            time_steps = model.config.video_grid[0]
-            spatial = resample_table(table, grid, enc.pos_embed.grid[1:])
-            table3d = repeat(spatial, "s d -> (t s) d", t=time_steps)
-            grid3d = (time_steps, *enc.pos_embed.grid[1:])
-            if tuple(grid) != tuple(enc.pos_embed.grid[1:]):
-                report.note(f"image positions resampled from {'x'.join(map(str, grid))} to "
-                            f"{'x'.join(map(str, grid3d[1:]))} and shared by all {time_steps} time steps")
+        if kernel.ndim == 4:  # an image model
+            kernel3d = inflate_kernel(kernel, model.config.tubelet[0], report)
+            table3d = image_table_for_video(table, grid, enc.pos_embed.grid, report, "video")
         else:
-            kernel3d, table3d, grid3d = kernel, table, grid
+            kernel3d, table3d = kernel, table
         weights["video_encoder.patch_embed.proj.weight"] = kernel3d
         weights["video_encoder.patch_embed.proj.bias"] = bias
-        place_positions(weights, "video_encoder.pos_embed.weight", enc.pos_embed, table3d, grid3d, report, "video")
-    if "audio" in encoder_keys:
+        place_positions(weights, "video_encoder.pos_embed.weight", enc.pos_embed, table3d,
+                        enc.pos_embed.grid if kernel.ndim == 4 else grid, report, "video")
+    if "audio" in streams:
         if kernel.shape[1] == 3:
             kernel = kernel.sum(dim=1, keepdim=True)
             report.note("audio patch kernel = the RGB image kernel summed over channels")
@@ -321,7 +312,8 @@ def transformers_model_config(source: str | Path | TransformersCheckpoint, base:
     pre = ckpt.preprocessing
     if ckpt.kind == "ast":
         length = cfg.get("max_length", 1024)
-        values.update(audio_patch=patch, num_mel_bins=cfg.get("num_mel_bins", 128), audio_frames=length - length % patch)
+        values.update(audio_patch=patch, num_mel_bins=cfg.get("num_mel_bins", 128),
+                      audio_frames=length - length % patch)
         if pre.get("do_normalize", True) and "mean" in pre and "std" in pre:
             values.update(fbank_mean=float(pre["mean"]), fbank_std=2 * float(pre["std"]))  # AST divides by 2 std
     else:

@@ -107,11 +107,25 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
-def inflate_kernel(weight: torch.Tensor, depth: int) -> torch.Tensor:
+def inflate_kernel(weight: torch.Tensor, depth: int, report: ImportReport | None = None) -> torch.Tensor:
     """A 2-D patch kernel (D, C, h, w) as a 3-D tubelet kernel (D, C, depth, h, w): repeated over
     time and divided by `depth`, so a clip of `depth` identical frames embeds exactly as the image
     (I3D's inflation)."""
+    if report is not None and depth > 1:
+        report.note(f"image patch kernel inflated over {depth} frames (divided by {depth}): exact on static clips")
     return repeat(weight, "d c h w -> d c t h w", t=depth) / depth
+
+
+def image_table_for_video(table: torch.Tensor, grid: tuple[int, int], video_grid: tuple[int, int, int],
+                          report: ImportReport, what: str) -> torch.Tensor:
+    """An image position table (rows * cols, D) as a video table on `video_grid` (T', H', W'):
+    resampled to (H', W') when the grids differ and shared by every time step."""
+    time_steps, frame_grid = video_grid[0], tuple(video_grid[1:])
+    if tuple(grid) != frame_grid:
+        report.note(f"{what} positions resampled from {'x'.join(map(str, grid))} to {'x'.join(map(str, frame_grid))}")
+    if time_steps > 1:
+        report.note(f"{what} image positions shared by all {time_steps} time steps")
+    return repeat(resample_table(table, tuple(grid), frame_grid), "s d -> (t s) d", t=time_steps)
 
 
 def place_positions(weights: dict[str, torch.Tensor], key: str, module: PositionalEmbedding,

@@ -100,8 +100,9 @@ def test_vit_positions_resampled_and_sincos_noted(vit_folder):
 
 def test_vit_mae_pretraining_checkpoint_into_both_streams(tmp_path):
     torch.manual_seed(1)
-    config = transformers.ViTMAEConfig(image_size=32, patch_size=16, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                                       decoder_intermediate_size=32, decoder_num_attention_heads=2, **SMALL)
+    config = transformers.ViTMAEConfig(image_size=32, patch_size=16, decoder_hidden_size=16,
+                                       decoder_num_hidden_layers=1, decoder_intermediate_size=32,
+                                       decoder_num_attention_heads=2, **SMALL)
     hf = transformers.ViTMAEForPreTraining(config).eval()
     hf.save_pretrained(tmp_path)
     model = _model_for(tmp_path, num_frames=1, tubelet=(1, 16, 16), num_mel_bins=32, audio_frames=32)
@@ -111,9 +112,11 @@ def test_vit_mae_pretraining_checkpoint_into_both_streams(tmp_path):
                                atol=ATOL, rtol=0)
     kernel = hf.vit.embeddings.patch_embeddings.projection.weight
     torch.testing.assert_close(model.audio_encoder.patch_embed.proj.weight, kernel.sum(1, keepdim=True))
-    torch.testing.assert_close(model.audio_encoder.blocks[0].mlp.fc1.weight, model.video_encoder.blocks[0].mlp.fc1.weight)
+    fc1 = model.audio_encoder.blocks[0].mlp.fc1.weight
+    torch.testing.assert_close(fc1, model.video_encoder.blocks[0].mlp.fc1.weight)
+    last = _layers(hf.vit)[1]
     for norm in ("norm1", "norm1_a", "norm1_v"):
-        torch.testing.assert_close(getattr(model.joint_blocks[0], norm).weight, _layers(hf.vit)[1].layernorm_before.weight)
+        torch.testing.assert_close(getattr(model.joint_blocks[0], norm).weight, last.layernorm_before.weight)
     torch.testing.assert_close(model.joint_norm.weight, hf.vit.layernorm.weight)
     assert any(k.startswith("decoder.") for k in report.unused)  # the MAE decoder has no avssl counterpart
     assert not any(k.startswith(("audio_encoder", "video_encoder", "joint")) for k in report.missing)
