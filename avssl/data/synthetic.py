@@ -21,7 +21,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Codecs used when none is named, by file suffix: (video codec, audio codec).
-_DEFAULT_CODECS = {".webm": ("libvpx-vp9", "libopus"), ".avi": ("libx264", "libmp3lame")}
+# AVI gets MPEG-4 part 2 (as in UCF101 and HMDB51) and PCM: FFmpeg's AVI muxer shifts video
+# timestamps by a frame with H.264, or with AAC/MP3 and their encoder delay.
+_DEFAULT_CODECS = {".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "pcm_s16le")}
 _FALLBACK_CODECS = ("libx264", "aac")
 # Encoders that cannot take more than this many audio channels (the audio is downmixed).
 _MAX_CHANNELS = {"libmp3lame": 2}
@@ -44,11 +46,12 @@ def _pixel_format(codec: str, width: int, height: int) -> str:
     raise ValueError(f"{codec} cannot encode the odd frame size {width}x{height}; use libx264 or libvpx-vp9")
 
 
-def _add_video(container, codec: str, frames: np.ndarray, fps: float, variable: bool, suffix: str):
-    options = {"bf": "0"} if suffix == ".avi" else {}  # AVI has no presentation timestamps for B-frames
-    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+def _add_video(container, codec: str, frames: np.ndarray, fps: float, variable: bool, keyframe_interval: int | None):
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = _pixel_format(codec, stream.width, stream.height)
+    if keyframe_interval:
+        stream.codec_context.gop_size = keyframe_interval
     if variable:
         stream.time_base = stream.codec_context.time_base = _VFR_TIME_BASE
     return stream
@@ -73,14 +76,17 @@ def write_video(
     video_codec: str | None = None,
     audio_codec: str | None = None,
     frame_times: Sequence[float] | None = None,
+    keyframe_interval: int | None = None,
 ) -> Path:
     """Encode `frames` (T, H, W, 3) uint8 and `audio` (C, N) float32 in [-1, 1] into a media file.
 
     The container follows the suffix (.mp4, .m4v, .mov, .mkv, .webm, .avi; .m4a for audio alone).
-    Codecs default by container: H.264 + AAC, VP9 + Opus for .webm, H.264 (no B-frames) + MP3 for
-    .avi. Odd frame sizes are encoded as yuv444p H.264 (4:2:0 H.264 needs even sizes). With
+    Codecs default by container: H.264 + AAC, VP9 + Opus for .webm, MPEG-4 part 2 + PCM for .avi.
+    Odd frame sizes are encoded as yuv444p H.264 (4:2:0 H.264 needs even sizes; VP9 takes them as
+    they are; MPEG-4 part 2 refuses them). With
     `frame_times` (seconds, increasing, one per frame) the file has a variable frame rate; otherwise
-    frame i is shown at i / fps. Either `frames` or `audio` may be None, not both.
+    frame i is shown at i / fps. `keyframe_interval` caps the frames between keyframes (the encoder's
+    default otherwise: 250 for H.264). Either `frames` or `audio` may be None, not both.
     """
     path = Path(path)
     if frames is None and audio is None:
@@ -94,8 +100,8 @@ def write_video(
                 raise ValueError(f"frames must be (T, H, W, 3) uint8, got shape {frames.shape}")
             if frame_times is not None and len(frame_times) != len(frames):
                 raise ValueError(f"{len(frame_times)} frame_times for {len(frames)} frames")
-            video = _add_video(container, video_codec or default_video, frames, fps,
-                               frame_times is not None, path.suffix.lower())
+            video = _add_video(container, video_codec or default_video, frames, fps, frame_times is not None,
+                               keyframe_interval)
         if audio is not None:
             audio = np.ascontiguousarray(np.atleast_2d(audio), dtype=np.float32)
             sound = _add_audio(container, audio_codec or default_audio, audio.shape[0], audio_rate)

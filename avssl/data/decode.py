@@ -1,0 +1,322 @@
+"""Decode a time window of a video file into frames and a mono waveform, with PyAV.
+
+Only the window is decoded: the video stream seeks back to the keyframe before it, decodes forward,
+and stops at the last frame it needs; the audio stream seeks separately with a pre-roll (AAC and MP3
+decode garbage for a few frames after a seek), is resampled to mono float by `av.AudioResampler`
+and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so variable
+frame rate files work.
+
+Times are seconds from the start of the video stream (its start offset is subtracted), the same
+clock as `VideoInfo.duration`. A window running past the end repeats the last frame and zero-pads
+the audio (the "pad" policy).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import av
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+AUDIO_PREROLL = 0.5  # seconds decoded before an audio window and thrown away
+MAX_DECODED_FRAMES = 20_000  # per window: bounds a runaway decode (e.g. a keyframe every few minutes)
+# Slice threads only: breaking out of a frame-threaded decode early has hung PyAV, and parallelism
+# comes from DataLoader workers anyway.
+DECODER_THREADS = 1
+_EPS = 1e-6  # seconds: timestamps are rationals turned into floats
+_SKIP_END_MARGIN = 1.0  # seconds before the stream's end where no frame is skipped (see _skippable)
+_RESAMPLER_MARGIN = 0.05  # seconds of pre-roll audio kept before a window, as resampler context
+
+
+class DecodeError(RuntimeError):
+    """A file or window could not be decoded; the message names the file and what failed."""
+
+
+@dataclass
+class DecodedClip:
+    """One decoded window.
+
+    frames: (T, H, W, 3) uint8 RGB; (0, 0, 0, 3) when decoded with_video=False.
+    audio: (N,) float32 mono, N == round((end - start) * audio_rate); zeros where the file has no sound.
+    has_audio: whether the file has an audio stream (False also when decoded with_audio=False).
+    frame_times: (T,) float64 presentation times of the frames taken, on the clip clock.
+    """
+
+    frames: torch.Tensor
+    audio: torch.Tensor
+    has_audio: bool
+    frame_times: torch.Tensor
+
+
+def video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The first video stream that is not cover art (an attached picture), or None."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def stream_start(stream: av.stream.Stream | None) -> float:
+    """Start offset of a stream in seconds (0.0 when unknown)."""
+    if stream is None or stream.start_time is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def configure_decoder(stream: av.stream.Stream) -> None:
+    """Few threads, never frame threading (see DECODER_THREADS)."""
+    stream.codec_context.thread_type = "SLICE"
+    stream.codec_context.thread_count = DECODER_THREADS
+
+
+def source_name(source: str | Path | BinaryIO) -> str:
+    """A printable name for a path or file object."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return str(getattr(source, "name", "<file object>"))
+
+
+def decode_clip(
+    source: str | Path | BinaryIO,
+    start: float,
+    end: float,
+    num_frames: int,
+    *,
+    audio_rate: int = 16000,
+    short_side: int | None = None,
+    with_video: bool = True,
+    with_audio: bool = True,
+    timeout: float = 60.0,
+) -> DecodedClip:
+    """Decode the window [start, end) seconds: `num_frames` frames and mono audio at `audio_rate`.
+
+    Frame i is the first frame whose time >= start + (i + 0.5) * (end - start) / num_frames (the last
+    frame when none is). `short_side` resizes (inside the decoder's colour conversion) so the shorter
+    side has that many pixels, keeping the aspect ratio. Raises DecodeError when the file cannot be
+    read or one window takes longer than `timeout` seconds.
+    """
+    return decode_clips(source, [(start, end)], num_frames, audio_rate=audio_rate, short_side=short_side,
+                        with_video=with_video, with_audio=with_audio, timeout=timeout)[0]
+
+
+def decode_clips(
+    source: str | Path | BinaryIO,
+    windows: Sequence[tuple[float, float]],
+    num_frames: int,
+    *,
+    audio_rate: int = 16000,
+    short_side: int | None = None,
+    with_video: bool = True,
+    with_audio: bool = True,
+    timeout: float = 60.0,
+) -> list[DecodedClip]:
+    """Decode several windows from one open container (same arguments as `decode_clip`)."""
+    name = source_name(source)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    for start, end in windows:
+        if not end > start:
+            raise ValueError(f"clip window must have end > start, got ({start}, {end})")
+    opened = str(source) if isinstance(source, (str, Path)) else source
+    try:
+        with av.open(opened, metadata_errors="ignore") as container:
+            video = video_stream(container)
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if with_video and video is None:
+                raise DecodeError(f"{name}: no video stream")
+            if with_video:
+                configure_decoder(video)
+            origin = stream_start(video if video is not None else audio)
+            clips = []
+            for start, end in windows:
+                budget = _Budget(name, timeout)
+                frames, frame_times = _empty_video()
+                if with_video:
+                    reader = _VideoReader(container, video, budget)
+                    frames, frame_times = reader.read(origin + start, origin + end, num_frames, short_side)
+                    frame_times -= origin
+                samples = np.zeros(round((end - start) * audio_rate), np.float32)
+                if with_audio and audio is not None:
+                    _read_audio(container, audio, origin + start, samples, audio_rate, budget)
+                clips.append(DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(samples),
+                                         has_audio=with_audio and audio is not None,
+                                         frame_times=torch.from_numpy(frame_times)))
+            return clips
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"{name}: {err}") from err
+
+
+def _empty_video() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0, np.float64)
+
+
+class _Budget:
+    """The time one window may take; `check` raises DecodeError once it is spent."""
+
+    def __init__(self, name: str, timeout: float):
+        self.name, self.timeout = name, timeout
+        self.expires = time.monotonic() + timeout
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.expires:
+            raise DecodeError(f"{self.name}: decoding {what} took longer than {self.timeout:g} s")
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Seek `stream` back to the keyframe at or before `seconds` (absolute stream time)."""
+    target = max(seconds, stream_start(stream))
+    container.seek(int(Fraction(target).limit_denominator(10**9) / stream.time_base),
+                   stream=stream, backward=True, any_frame=False)
+
+
+def _stream_end(container, stream) -> float:
+    """Where the stream ends according to the headers (absolute seconds; -inf when unknown)."""
+    if stream.duration:
+        return stream_start(stream) + float(stream.duration * stream.time_base)
+    if container.duration:
+        return ((container.start_time or 0) + container.duration) / 1_000_000
+    return float("-inf")
+
+
+def _output_size(frame: av.VideoFrame, short_side: int | None) -> tuple[int, int]:
+    if short_side is None:
+        return frame.width, frame.height
+    scale = short_side / min(frame.width, frame.height)
+    return max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+
+
+class _VideoReader:
+    """Picks frames by timestamp from one seek-and-decode pass over a window."""
+
+    def __init__(self, container, stream, budget: _Budget):
+        self.container, self.stream, self.budget, self.name = container, stream, budget, budget.name
+        self.time_base = float(stream.time_base)
+        self.skip_before = _stream_end(container, stream) - _SKIP_END_MARGIN
+
+    def read(self, start: float, end: float, num_frames: int, short_side: int | None):
+        """Frames (T, H, W, 3) and their times (absolute) for the window [start, end)."""
+        targets = start + (np.arange(num_frames) + 0.5) * (end - start) / num_frames
+        picked, first, last = self._decode(targets, seek_to=targets[0])
+        if first is not None and first > targets[0] + _EPS and targets[0] > stream_start(self.stream):
+            # the seek landed after the window (a bad index): decode from the beginning instead
+            log.debug("%s: seek to %.3f s landed at %.3f s; decoding from the start", self.name, targets[0], first)
+            picked, first, last = self._decode(targets, seek_to=stream_start(self.stream))
+        if last is None:
+            raise DecodeError(f"{self.name}: no video frame decoded near {start:.3f} s")
+        picked += [(last, last.time)] * (num_frames - len(picked))  # past the end: repeat the last frame
+        width, height = _output_size(picked[0][0], short_side)
+        images: dict[int, np.ndarray] = {}
+        for frame, _ in picked:
+            if id(frame) not in images:
+                images[id(frame)] = frame.to_ndarray(format="rgb24", width=width, height=height)
+        frames = np.stack([images[id(frame)] for frame, _ in picked])
+        return frames, np.array([t for _, t in picked], np.float64)
+
+    def _decode(self, targets: np.ndarray, seek_to: float):
+        """Seek, decode forward and take, for each target, the first frame at or after it.
+
+        Returns the picks, the time of the first frame decoded and the last frame decoded."""
+        _seek(self.container, self.stream, seek_to)
+        picked: list[tuple[av.VideoFrame, float]] = []
+        first = last = None
+        decoded = 0
+        context = self.stream.codec_context
+        for packet in self.container.demux(self.stream):
+            self.budget.check(f"video near {targets[0]:.3f} s")
+            context.skip_frame = "NONREF" if self._skippable(packet, targets, len(picked)) else "DEFAULT"
+            for frame in packet.decode():
+                decoded += 1
+                if decoded > MAX_DECODED_FRAMES:
+                    raise DecodeError(f"{self.name}: more than {MAX_DECODED_FRAMES} frames decoded "
+                                      f"for one clip near {targets[0]:.3f} s")
+                if frame.time is None:
+                    continue
+                first = frame.time if first is None else first
+                while len(picked) < len(targets) and frame.time >= targets[len(picked)] - _EPS:
+                    picked.append((frame, frame.time))
+                last = frame
+            if len(picked) == len(targets):
+                break
+        context.skip_frame = "DEFAULT"
+        return picked, first, last
+
+    def _skippable(self, packet: av.Packet, targets: np.ndarray, taken: int) -> bool:
+        """Whether the decoder may drop this packet's frame if nothing references it.
+
+        A frame shown before the next target can never be picked (picks are the first frames at or
+        after their targets), so unreferenced ones need not be decoded: on H.264 with B-frames this
+        skips a third or more of the decoding between the keyframe and the window. Not near the
+        end of the stream, where the last frame may be needed as padding."""
+        if packet.pts is None or taken == len(targets) or targets[taken] > self.skip_before:
+            return False
+        return packet.pts * self.time_base < targets[taken] - _EPS
+
+
+def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget) -> None:
+    """Fill `out` with mono audio from `start` (absolute seconds) on, placed by timestamp."""
+    _seek(container, stream, start - AUDIO_PREROLL)
+    end_time = start + len(out) / rate
+    time_base = float(stream.time_base)
+    runs: list[_AudioRun] = []
+    finished = False
+    for packet in container.demux(stream):
+        budget.check(f"audio near {start:.3f} s")
+        for frame in packet.decode():
+            if frame.pts is None:
+                continue  # without a time it cannot be placed
+            begin = frame.pts * time_base
+            if begin >= end_time:
+                finished = True
+                break
+            if begin + frame.samples / frame.sample_rate < start - _RESAMPLER_MARGIN:
+                continue  # pre-roll: decoded to settle the decoder, not needed any more
+            if not runs or not runs[-1].add(frame, begin):
+                runs.append(_AudioRun(frame, begin))
+        if finished:
+            break
+    first = round(start * rate)  # sample number of out[0] on the stream's clock
+    for run in runs:
+        run.resample_into(out, first, rate)
+
+
+class _AudioRun:
+    """Decoded audio without gaps and in one sample format, gathered in a FIFO so that it goes
+    through the resampler in one call (PyAV's per-call overhead, not the resampling itself,
+    dominates when frames are resampled one by one)."""
+
+    def __init__(self, frame: av.AudioFrame, begin: float):
+        self.format = (frame.format.name, frame.layout.name, frame.sample_rate)
+        self.begin = self.end = begin
+        self.tolerance = max(2.0, float(frame.time_base) * frame.sample_rate)  # samples; a clock tick may be coarse
+        self.fifo = av.AudioFifo()
+        self.add(frame, begin)
+
+    def add(self, frame: av.AudioFrame, begin: float) -> bool:
+        """Append `frame` (starting at `begin` seconds) when it continues this run; False if not."""
+        rate = frame.sample_rate
+        if (frame.format.name, frame.layout.name, rate) != self.format or abs(begin - self.end) * rate > self.tolerance:
+            return False
+        self.end = begin + frame.samples / rate
+        frame.pts = None  # the FIFO would check timestamps against its own count from zero
+        self.fifo.write(frame)
+        return True
+
+    def resample_into(self, out: np.ndarray, first: int, rate: int) -> None:
+        """Resample to mono float at `rate` and copy what falls inside `out` (whose first sample
+        is sample number `first`)."""
+        joined = self.fifo.read()
+        joined.pts, joined.time_base = round(self.begin * self.format[2]), Fraction(1, self.format[2])
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for piece in resampler.resample(joined) + resampler.resample(None):
+            samples = piece.to_ndarray().reshape(-1)
+            offset = round(piece.pts * piece.time_base * rate) - first
+            lo, hi = max(offset, 0), min(offset + len(samples), len(out))
+            if hi > lo:
+                out[lo:hi] = samples[lo - offset:hi - offset]

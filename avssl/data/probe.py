@@ -1,0 +1,329 @@
+"""Scan video files once: duration, frame rate, streams and a validity verdict, cached on disk.
+
+`probe_file` demuxes the video stream's packets without decoding them (only the first frame is
+decoded, to prove the stream is readable) and never raises for a bad file: it returns ok=False with
+a specific reason. `probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an
+unchanged corpus a second time costs one stat per file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import av
+import av.logging
+from tqdm import tqdm
+
+from avssl.data.decode import configure_decoder, stream_start, video_stream
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+# FFmpeg error messages that mean the data stops before the container says it should.
+_TRUNCATION_HINTS = ("partial file", "ended prematurely", "truncat", "unexpected end")
+# Leading bytes of containers we know: a file that starts like one but cannot be opened is
+# truncated or damaged, not "not a media file".
+_SIGNATURES = ((4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")), (0, (b"\x1a\x45\xdf\xa3",)),
+               (0, (b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"\x30\x26\xb2\x75")))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe_file` learned about one file (see module docstring); `reason` is "" when ok."""
+
+    path: str
+    ok: bool
+    reason: str
+    duration: float = 0.0
+    start: float = 0.0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    video_codec: str = ""
+    has_audio: bool = False
+    audio_rate: int = 0
+    audio_channels: int = 0
+    size_bytes: int = 0
+
+
+_log_lock = threading.Lock()
+_log_users = 0
+_log_level_before: int | None = None
+
+
+@contextlib.contextmanager
+def _ffmpeg_errors() -> Iterator[list]:
+    """Collect FFmpeg's error messages from this thread as (level, name, message) tuples.
+
+    PyAV forwards nothing unless a log level is set, and the level is process-wide, so concurrent
+    probes share one counted setting and the last one out restores the previous level."""
+    global _log_users, _log_level_before
+    with _log_lock:
+        if _log_users == 0:
+            _log_level_before = av.logging.get_level()
+            av.logging.set_level(av.logging.ERROR)
+        _log_users += 1
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        with _log_lock:
+            _log_users -= 1
+            if _log_users == 0:
+                av.logging.set_level(_log_level_before)
+
+
+def _last_message(logs: list, err: Exception | None = None) -> str:
+    if logs:
+        return str(logs[-1][2]).strip()
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _looks_like_media(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    return any(head[offset:offset + len(magic)] == magic for offset, magics in _SIGNATURES for magic in magics)
+
+
+def probe_file(path: str | Path) -> VideoInfo:
+    """Probe one file; never raises for a bad file (ok=False and a specific reason instead)."""
+    name = str(path)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return VideoInfo(name, False, "missing file")
+    except OSError as err:
+        return VideoInfo(name, False, f"unreadable file ({err.strerror})")
+    if os.path.isdir(path):
+        return VideoInfo(name, False, "a folder, not a file")
+    if size == 0:
+        return VideoInfo(name, False, "zero-byte file")
+    with _ffmpeg_errors() as logs:
+        try:
+            container = av.open(name, metadata_errors="ignore")
+        except av.error.FFmpegError as err:
+            message = _last_message(logs, err)
+            if isinstance(err, EOFError) or _looks_like_media(Path(path)):
+                return VideoInfo(name, False, f"truncated ({message})", size_bytes=size)
+            return VideoInfo(name, False, f"not a media file ({message})", size_bytes=size)
+        with container:
+            return _probe_container(container, name, size, logs)
+
+
+def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
+    audio = container.streams.audio[0].codec_context if container.streams.audio else None
+    base = VideoInfo(name, True, "", size_bytes=size, has_audio=audio is not None,
+                     audio_rate=audio.sample_rate if audio else 0, audio_channels=audio.channels if audio else 0)
+    video = video_stream(container)
+    if video is None:
+        return replace(base, ok=False, reason="no video stream")
+    fps = float(video.average_rate or video.guessed_rate or 0)
+    start = stream_start(video)
+    info = replace(base, start=start, fps=fps, width=video.codec_context.width, height=video.codec_context.height,
+                   video_codec=video.codec_context.name)
+    scan = _PacketScan(video)
+    try:
+        for packet in container.demux(video):
+            scan.add(packet)
+        scan.finish()
+    except av.error.FFmpegError as err:
+        return replace(info, ok=False, reason=f"truncated ({_last_message(logs, err)})")
+    duration = scan.duration(start)
+    if duration is None:
+        duration = _declared_duration(video, container, start) or 0.0
+    info = replace(info, duration=duration, fps=fps or (scan.count / duration if duration > 0 else 0.0))
+    problem = _truncation(video, scan, info, logs)
+    if problem:
+        return replace(info, ok=False, reason=f"truncated ({problem})")
+    if duration <= 0:
+        return replace(info, ok=False, reason="zero duration")
+    if scan.decode_error or not scan.decoded:
+        return replace(info, ok=False, reason=f"undecodable video ({scan.decode_error or 'no frame decoded'})")
+    return info
+
+
+class _PacketScan:
+    """Walks the demuxed video packets: count, time span, and one decoded frame as a health check."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.count = 0
+        self.first: int | None = None
+        self.end: int | None = None
+        self.last_corrupt = False
+        self.decoded = False
+        self.decode_error = ""
+        configure_decoder(stream)
+
+    def add(self, packet: av.Packet) -> None:
+        if packet.size == 0 and packet.pts is None and packet.dts is None:
+            return  # the flush packet PyAV yields at the end of the stream
+        self.count += 1
+        self.last_corrupt = packet.is_corrupt
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None:
+            self.first = stamp if self.first is None else min(self.first, stamp)
+            stop = stamp + (packet.duration or 0)
+            self.end = stop if self.end is None else max(self.end, stop)
+        if not self.decoded and not self.decode_error:
+            self._decode(packet)
+
+    def finish(self) -> None:
+        if not self.decoded and not self.decode_error and self.count:
+            self._decode(None)  # drain frames the decoder held back
+
+    def _decode(self, packet: av.Packet | None) -> None:
+        try:
+            self.decoded = bool(self.stream.codec_context.decode(packet))
+        except av.error.FFmpegError as err:
+            self.decode_error = getattr(err, "strerror", None) or str(err)
+
+    def duration(self, start: float) -> float | None:
+        """Seconds from the stream start to the end of the last packet, None without timestamps."""
+        if self.end is None:
+            return None
+        end = float(self.end * self.stream.time_base)
+        if self.end == self.first:  # packets without durations: count one frame for the last one
+            end += 1 / float(self.stream.average_rate or 25)
+        return max(0.0, end - min(start, float(self.first * self.stream.time_base)))
+
+
+def _stream_duration(stream) -> float | None:
+    """Duration the container claims for this stream: its header or Matroska's DURATION tag."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tag or "")
+    if match:
+        hours, minutes, seconds = match.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def _declared_duration(stream, container, start: float) -> float | None:
+    """The stream's claimed duration or, weaker, the whole file's (which covers every stream)."""
+    claimed = _stream_duration(stream)
+    if claimed is None and container.duration:
+        claimed = container.duration / 1_000_000 - start
+    return claimed
+
+
+def _truncation(stream, scan: _PacketScan, info: VideoInfo, logs: list) -> str:
+    """Why the packets show the file was cut short, or "" when they do not."""
+    hints = [str(m).strip() for _, _, m in logs if any(h in str(m).lower() for h in _TRUNCATION_HINTS)]
+    if hints:
+        return hints[-1]
+    declared_frames = stream.frames
+    if declared_frames and scan.count + max(2, declared_frames // 100) < declared_frames:
+        return f"{scan.count} of {declared_frames} video packets"
+    if scan.last_corrupt:
+        return "last video packet is corrupt"
+    frame = 1 / info.fps if info.fps else 0.04
+    claimed = _stream_duration(stream)
+    if claimed and claimed - info.duration > max(3 * frame, 0.02 * claimed):
+        return f"video packets end at {info.duration:.2f} s of {claimed:.2f} s"
+    return ""
+
+
+def default_cache_path() -> Path:
+    """~/.cache/avssl/probe.json, or probe.json in $AVSSL_CACHE_DIR when that is set."""
+    root = os.environ.get("AVSSL_CACHE_DIR")
+    return Path(root) / "probe.json" if root else Path.home() / ".cache" / "avssl" / "probe.json"
+
+
+def _load_cache(path: Path) -> dict:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        if data.get("version") != CACHE_VERSION or not isinstance(data.get("files"), dict):
+            raise ValueError("not an avssl probe cache of this version")
+        return data["files"]
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as err:
+        log.warning("ignoring unreadable probe cache %s: %s", path, err)
+        return {}
+
+
+def _save_cache(path: Path, new: dict) -> None:
+    """Merge `new` into the cache file (re-read, so concurrent writers lose little) and replace it
+    atomically."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files = {**_load_cache(path), **new}
+        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                             delete=False)
+        with handle:
+            json.dump({"version": CACHE_VERSION, "files": files}, handle)
+        os.replace(handle.name, path)
+    except OSError as err:
+        log.warning("could not write probe cache %s: %s", path, err)
+
+
+def _cached(entry: dict | None, stat: os.stat_result, path: str) -> VideoInfo | None:
+    if not entry or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
+        return None
+    try:
+        return VideoInfo(**{**entry["info"], "path": path})
+    except (KeyError, TypeError):
+        return None
+
+
+def probe(
+    paths: Sequence[str | Path],
+    *,
+    cache: str | Path | bool | None = None,
+    show_progress: bool = False,
+    num_workers: int | None = None,
+) -> list[VideoInfo]:
+    """Probe many files (in input order), reusing cached results for files whose size and mtime are
+    unchanged.
+
+    cache: a JSON file, None for `default_cache_path()`, or False for no cache. num_workers: threads
+    probing at once (FFmpeg releases the GIL while demuxing); default min(8, CPU count).
+    """
+    cache_path = None if cache is False else default_cache_path() if cache in (None, True) else Path(cache)
+    entries = _load_cache(cache_path) if cache_path else {}
+    results: list[VideoInfo | None] = [None] * len(paths)
+    todo: list[tuple[int, str, os.stat_result | None]] = []
+    for i, path in enumerate(paths):
+        key = os.path.abspath(path)
+        try:
+            stat = os.stat(key)
+        except OSError:
+            stat = None
+        results[i] = _cached(entries.get(key), stat, str(path)) if stat else None
+        if results[i] is None:
+            todo.append((i, key, stat))
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        probed = pool.map(lambda job: probe_file(paths[job[0]]), todo)
+        new = {}
+        for (i, key, stat), info in tqdm(zip(todo, probed), total=len(todo), disable=not show_progress,
+                                         desc="probing videos", unit="file"):
+            results[i] = info
+            if stat is not None:
+                new[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "info": asdict(info)}
+    if cache_path and new:
+        _save_cache(cache_path, new)
+    return results
+
+
+def summarize(infos: Sequence[VideoInfo]) -> str:
+    """One line: "N ok, M bad (reason: count, ...)", reasons grouped by kind (details dropped)."""
+    bad = Counter(info.reason.split(" (")[0] for info in infos if not info.ok)
+    ok = sum(info.ok for info in infos)
+    if not bad:
+        return f"{ok} ok, 0 bad"
+    return f"{ok} ok, {sum(bad.values())} bad ({', '.join(f'{r}: {n}' for r, n in bad.most_common())})"
+
