@@ -160,13 +160,15 @@ def _positions(state: dict[str, torch.Tensor], model: AVModel, used: set[str], w
             place_positions(weights, f"{name}.weight", module, state[key][0], _audio_grid(state, key), report, key)
 
 
-def import_cavmae(model: AVModel, source: str | Path | dict[str, torch.Tensor]) -> ImportReport:
+def import_cavmae(model: AVModel, source: str | Path | dict[str, torch.Tensor],
+                  name: str | None = None) -> ImportReport:
     """Load a CAV-MAE pretrained (or fine-tuned) checkpoint into `model` in place; returns the report
     (its `missing` / `unused` list what had no counterpart). The model must have CAV-MAE's widths and
     depths (`cavmae_model_config`); head counts cannot be read from weights, so they are trusted.
-    Raises ValueError, leaving the model unchanged, when anything does not fit."""
+    Raises ValueError, leaving the model unchanged, when anything does not fit. `name`: how the report
+    names the source (default: the path, or "CAV-MAE state dict")."""
     state = read_cavmae(source)
-    report = ImportReport(str(source) if isinstance(source, (str, Path)) else "CAV-MAE state dict")
+    report = ImportReport(name or (str(source) if isinstance(source, (str, Path)) else "CAV-MAE state dict"))
     _check(state, model)
     used: set[str] = set()
     weights: dict[str, torch.Tensor] = {}

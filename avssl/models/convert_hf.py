@@ -279,6 +279,10 @@ def load_transformers_weights(model: AVModel, source: str | Path | TransformersC
     weights: dict[str, torch.Tensor] = {}
     layers = [_layer(ckpt.state, used, i) for i in range(model.config.depth + model.config.joint_depth)]
     _place_layers(weights, layers, model, streams)
+    if model.config.joint_depth and len(streams) == 1:
+        other = "audio" if streams == ["video"] else "video"
+        report.note(f"the {model.config.joint_depth} joint block(s) are shared: their attention/MLP now hold "
+                    f"this checkpoint's last layer(s), for the {other} stream too")
     _patch_and_positions(ckpt, model, streams, used, weights, report)
     _final_norms(ckpt, model, streams, used, weights, report)
     for stream in streams:

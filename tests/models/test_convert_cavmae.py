@@ -6,15 +6,17 @@ written out with plain torch ops on the state dict (timm's Attention / Mlp math,
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from avssl.cli import main
 from avssl.masking import random_masking
 from avssl.models.config import get_config
 from avssl.models.convert_cavmae import cavmae_model_config, import_cavmae, read_cavmae
-from avssl.models.factory import create_model
+from avssl.models.factory import create_model, load_model
 
 DIM, HEADS, DEPTH, DEC_DIM, DEC_HEADS, IMAGE, AUDIO_FRAMES = 32, 2, 2, 16, 2, 32, 64
 
@@ -191,3 +193,31 @@ def test_mismatches_are_clear_errors(tmp_path):
     path = tmp_path / "cav-mae.pth"
     torch.save({"model": cavmae_state()}, path)  # a training checkpoint nesting the state dict
     assert "blocks_u.0.norm1_a.weight" in read_cavmae(path)
+
+
+def test_cli_writes_a_model_folder(tmp_path, capsys):
+    state = cavmae_state(seed=4)
+    torch.save(state, tmp_path / "cav-mae.pth")
+    code = main(["import-weights", "--base", "tiny", str(tmp_path / "cav-mae.pth"), str(tmp_path / "out"),
+                 "num_frames=1", "tubelet=[1,16,16]", "num_heads=2", "decoder_heads=2"])
+    assert code == 0
+    model = load_model(tmp_path / "out").eval()
+    audio, image = torch.randn(1, AUDIO_FRAMES, 128), torch.randn(1, 3, IMAGE, IMAGE)
+    with torch.no_grad():
+        ours = model.forward_features(video=image[:, None], audio=audio)
+        ref_a, ref_v, _ = cavmae_features(read_cavmae(state), audio, image)
+    torch.testing.assert_close(ours["audio_tokens"], ref_a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours["video_tokens"], ref_v, atol=1e-5, rtol=0)
+    report = json.loads((tmp_path / "out" / "import_report.json").read_text())
+    assert report["missing"] == [] and report["unused"] == []
+    assert "-> " + str(tmp_path / "out") in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["import-weights", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
+    assert "no such folder or file" in capsys.readouterr().err
+    torch.save(cavmae_state(), tmp_path / "c.pth")
+    assert main(["import-weights", str(tmp_path / "c.pth"), str(tmp_path / "out"), "--target", "video"]) == 2
+    assert main(["import-weights", str(tmp_path / "c.pth"), str(tmp_path / "out"), "embed_dimm=3"]) == 2
+    assert "did you mean 'embed_dim'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

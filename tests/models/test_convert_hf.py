@@ -17,7 +17,8 @@ transformers = pytest.importorskip("transformers")
 
 from avssl.models.convert_hf import (load_transformers_weights, read_transformers,  # noqa: E402
                                      transformers_model_config, videomae_positions)
-from avssl.models.factory import create_model  # noqa: E402
+from avssl.cli import main  # noqa: E402
+from avssl.models.factory import create_model, load_model  # noqa: E402
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 ATOL = 1e-5
@@ -206,3 +207,23 @@ def test_mismatches_are_clear_errors(vit_folder, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ValueError, match="model_type 'bert'"):
         read_transformers(tmp_path)
+
+
+def test_cli_videomae_then_ast_into_one_model(tmp_path, capsys):
+    torch.manual_seed(5)
+    transformers.VideoMAEModel(transformers.VideoMAEConfig(
+        image_size=32, patch_size=16, num_frames=4, use_mean_pooling=False, **SMALL)).save_pretrained(tmp_path / "vm")
+    ast = transformers.ASTModel(transformers.ASTConfig(max_length=64, num_mel_bins=32, frequency_stride=16,
+                                                       time_stride=16, **SMALL))
+    ast.save_pretrained(tmp_path / "ast")
+    assert main(["import-weights", str(tmp_path / "vm"), str(tmp_path / "video"), "num_mel_bins=32",
+                 "audio_frames=64", "--base", "tiny"]) == 0
+    assert main(["import-weights", "--init", str(tmp_path / "video"), str(tmp_path / "ast"), str(tmp_path / "av")]) == 0
+    video_only, both = load_model(tmp_path / "video"), load_model(tmp_path / "av")
+    assert both.config.name == "tiny-videomae" and both.config.depth == 1 and both.config.joint_depth == 1
+    torch.testing.assert_close(both.video_encoder.blocks[0].attn.qkv.weight,
+                               video_only.video_encoder.blocks[0].attn.qkv.weight)
+    torch.testing.assert_close(both.audio_encoder.patch_embed.proj.weight,
+                               ast.embeddings.patch_embeddings.projection.weight)
+    output = capsys.readouterr().out
+    assert "imported" in output and "for the video stream too" in output
