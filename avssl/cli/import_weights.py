@@ -17,9 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="convert a local transformers (ViT, ViT-MAE, VideoMAE, AST) or CAV-MAE checkpoint to an avssl model",
         description="Write an avssl model folder (model.safetensors + config.json, read by avssl.load_model and "
         "every command's --checkpoint) from foreign weights; nothing is downloaded. Examples: "
-        "`avssl import-weights ~/hf/videomae-base models/videomae`; "
-        "`avssl import-weights ~/hf/ast-finetuned-audioset-10-10-0.4593 models/ast-av --init models/videomae` "
-        "(AST into the audio side of that model); "
+        "`avssl import-weights ~/hf/videomae-base models/videomae joint_depth=0`, then "
+        "`avssl import-weights --init models/videomae ~/hf/ast-finetuned-audioset-10-10-0.4593 models/av` "
+        "(AST into the audio side: the two streams share no layer); "
         "`avssl import-weights cav-mae-scale++.pth models/cavmae num_frames=1 tubelet=[1,16,16]` "
         "(CAV-MAE's single frame, exactly). The import report (what was copied, resampled, left as "
         "initialised, unused) is printed and saved as import_report.json. Options go before SOURCE or after "

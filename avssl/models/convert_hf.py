@@ -1,9 +1,9 @@
 """Import local transformers checkpoints into an `AVModel`: ViT / ViT-MAE image weights (inflated into
 the video encoder's tubelets), VideoMAE into the video encoder, AST into the audio encoder.
 
-    >>> model = avssl.create_model("base", pos_embed="learned", norm_eps=1e-12)
-    >>> report = load_transformers_weights(model, "checkpoints/videomae-base")   # a local folder
-    >>> print(report.summary())
+    >>> ckpt = read_transformers("checkpoints/videomae-base")          # a local folder
+    >>> model = avssl.create_model(transformers_model_config(ckpt))    # shaped after the checkpoint
+    >>> print(load_transformers_weights(model, ckpt).summary())
 
 Reads `config.json` + `model.safetensors` (or a sharded index, or `pytorch_model.bin`) as
 `save_pretrained` writes them, in transformers' on-disk key layout
@@ -38,7 +38,6 @@ from avssl.models.config import ModelConfig, config_from_dict
 from avssl.models.convert_utils import (ImportReport, apply_weights, image_table_for_video, inflate_kernel,
                                         place_positions, read_state_dict)
 
-Kind = Literal["vit", "vit_mae", "videomae", "ast"]
 Target = Literal["auto", "video", "audio", "both"]
 MODEL_TYPES: dict[str, str] = {
     "vit": "vit", "vit_mae": "vit_mae", "videomae": "videomae", "audio-spectrogram-transformer": "ast",
