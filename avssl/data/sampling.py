@@ -52,7 +52,7 @@ def seed_from(*values: int) -> int:
     processes, machines and Python hash seeds.
     """
     # the count goes first: SeedSequence alone maps (a, b) and (a, b, 0) to one state
-    entropy = [len(values)] + [v % (1 << 64) for v in values]
+    entropy = [len(values)] + [int(v) % (1 << 64) for v in values]
     state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 

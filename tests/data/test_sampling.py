@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from avssl.data.sampling import ClipInfo, make_sampler, seed_from
@@ -12,6 +13,7 @@ def test_seed_from_is_stable_and_sensitive():
     assert seed_from(1, 2, 3) != seed_from(1, 2, 3, 0)
     assert seed_from(0) != seed_from(0, 0) != seed_from()
     assert 0 <= seed_from(-5, 0) < 2**63
+    assert seed_from(np.int64(-5), np.uint64(2**63)) == seed_from(-5, 2**63)  # numpy indices work too
 
 
 def test_random_is_pure_and_in_range():
