@@ -13,6 +13,7 @@ the audio (the "pad" policy).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -170,10 +171,19 @@ class _Budget:
 
 
 def _seek(container, stream, seconds: float) -> None:
-    """Seek `stream` back to the keyframe at or before `seconds` (absolute stream time)."""
-    target = max(seconds, stream_start(stream))
-    container.seek(int(Fraction(target).limit_denominator(10**9) / stream.time_base),
-                   stream=stream, backward=True, any_frame=False)
+    """Seek `stream` back to the keyframe at or before `seconds` (absolute stream time).
+
+    Times before the stream start are kept: they land on the first packet, including the encoder
+    priming packets AAC and Opus streams start with (at negative times), which the decoder needs to
+    get the first real samples right. Demuxers that refuse such times (AVI) seek to the start."""
+    target = math.floor(Fraction(seconds).limit_denominator(10**9) / stream.time_base)
+    first = stream.start_time or 0
+    try:
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError:
+        if target >= first:
+            raise
+        container.seek(first, stream=stream, backward=True, any_frame=False)
 
 
 def _stream_end(container, stream) -> float:

@@ -138,6 +138,8 @@ def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
         scan.finish()
     except av.error.FFmpegError as err:
         return replace(info, ok=False, reason=f"truncated ({_last_message(logs, err)})")
+    if scan.count == 0 and not logs:
+        return replace(info, ok=False, reason="zero duration (no video packets)")
     duration = scan.duration(start)
     if duration is None:
         duration = _declared_duration(video, container, start) or 0.0

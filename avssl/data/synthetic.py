@@ -215,7 +215,7 @@ def _render_frames(spec: SyntheticClass, onsets: np.ndarray, rng: np.random.Gene
     velocity = rng.uniform(-1, 1, size=2) * size * 0.6  # pixels per second
     for i in range(num_frames):
         t = i / fps
-        flash = bool(np.any((t >= onsets) & (t < onsets + 0.15)))
+        flash = bool(np.any((t + 1 / fps > onsets) & (t < onsets + 0.15)))  # frame overlaps a burst
         mask = sprites[flash]
         corner = np.clip(np.rint(position - (len(mask) - sprite) / 2).astype(int), 0, size - len(mask))
         region = frames[i, corner[0]:corner[0] + len(mask), corner[1]:corner[1] + len(mask)]

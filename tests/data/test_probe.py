@@ -1,0 +1,171 @@
+"""probe_file verdicts on good and broken files, and the probe cache."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import av
+import numpy as np
+import pytest
+
+from avssl.data import probe as probe_module
+from avssl.data.probe import VideoInfo, default_cache_path, probe, probe_file, summarize
+from avssl.data.synthetic import counter_frames, write_video
+
+
+def cut(path, fraction: float, name: str):
+    data = path.read_bytes()
+    out = path.with_name(name)
+    out.write_bytes(data[:int(len(data) * fraction)])
+    return out
+
+
+def write_fast_start(path, frames):
+    """An MP4 with its index (moov) in front of the data, as streaming sites serve them."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_good_file_is_described(write_test_video):
+    path = write_test_video(duration=2.0, fps=16, width=64, height=48, audio_rate=8000)
+    info = probe_file(path)
+    assert info.ok and info.reason == ""
+    assert info.duration == pytest.approx(2.0, abs=1e-6) and info.start == 0.0 and info.fps == pytest.approx(16)
+    assert (info.width, info.height, info.video_codec) == (64, 48, "h264")
+    assert (info.has_audio, info.audio_rate, info.audio_channels) == (True, 8000, 1)
+    assert info.size_bytes == path.stat().st_size and info.path == str(path)
+
+
+def test_short_and_silent_videos_are_fine(write_test_video):
+    short = probe_file(write_test_video("short.mp4", duration=0.25, fps=16))
+    assert short.ok and short.duration == pytest.approx(0.25, abs=1e-6)
+    silent = probe_file(write_test_video("silent.mkv", audio=False))
+    assert silent.ok and not silent.has_audio and silent.audio_rate == 0 and silent.duration == pytest.approx(2.0)
+
+
+def test_variable_frame_rate_duration_comes_from_the_packets(write_test_video):
+    info = probe_file(write_test_video(frame_times=[0.0, 0.1, 0.15, 0.9, 1.4], fps=10))
+    assert info.ok and 1.4 < info.duration <= 1.55
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_truncated_mp4_with_index_at_the_end(write_test_video, fraction):
+    path = write_test_video(duration=3.0)
+    info = probe_file(cut(path, fraction, "cut.mp4"))
+    assert not info.ok and info.reason.startswith("truncated (")
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_truncated_files_with_index_in_front(tmp_path, fraction):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(48, 48, 64, 3), dtype=np.uint8)  # noise: bytes spread evenly
+    fast_start = write_fast_start(tmp_path / "faststart.mp4", frames)
+    matroska = write_video(tmp_path / "m.mkv", frames, 16)
+    assert probe_file(fast_start).ok and probe_file(matroska).ok
+    for path in (fast_start, matroska):
+        info = probe_file(cut(path, fraction, f"cut{path.suffix}"))
+        assert not info.ok and info.reason.startswith("truncated ("), info
+
+
+def test_truncation_is_seen_in_the_packets_without_ffmpeg_messages(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe_module, "_TRUNCATION_HINTS", ())
+    matroska = write_video(tmp_path / "long.mkv", counter_frames(200, 48, 64), 16, keyframe_interval=16)
+    data = matroska.read_bytes()
+    last_cluster = data.rindex(b"\x1f\x43\xb6\x75")  # cut cleanly before the last Matroska cluster
+    (tmp_path / "cut.mkv").write_bytes(data[:last_cluster])
+    info = probe_file(tmp_path / "cut.mkv")
+    assert info.reason.startswith("truncated (video packets end at ") and info.reason.endswith("of 12.50 s)")
+
+    fast_start = write_fast_start(tmp_path / "faststart.mp4", counter_frames(48, 48, 64))
+    with av.open(str(fast_start)) as container:
+        thirtieth = [p.pos for p in container.demux(video=0) if p.size][30]
+    (tmp_path / "cut.mp4").write_bytes(fast_start.read_bytes()[:thirtieth])  # cut between two pictures
+    assert probe_file(tmp_path / "cut.mp4").reason == "truncated (30 of 48 video packets)"
+
+
+def test_files_that_are_not_videos(tmp_path, write_test_video):
+    assert probe_file(tmp_path / "absent.mp4").reason == "missing file"
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert probe_file(tmp_path / "empty.mp4").reason == "zero-byte file"
+    (tmp_path / "notes.mp4").write_text("these are notes, not a video\n" * 20)
+    assert probe_file(tmp_path / "notes.mp4").reason.startswith("not a media file (")
+    audio_only = probe_file(write_test_video("sound.m4a", video=False))
+    assert audio_only.reason == "no video stream" and audio_only.has_audio
+    assert probe_file(tmp_path).reason == "a folder, not a file"
+
+
+def test_zero_duration_and_undecodable_video(tmp_path):
+    empty = write_video(tmp_path / "empty.mkv", np.zeros((0, 48, 64, 3), np.uint8), 16,
+                        np.zeros((1, 8000), np.float32))
+    assert probe_file(empty).reason.startswith("zero duration")
+    good = write_video(tmp_path / "good.mkv", np.zeros((8, 48, 64, 3), np.uint8), 16)
+    with av.open(str(good)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(good.read_bytes())
+    for position, size in packets:  # keep the container, wipe the pictures
+        data[position:position + size] = bytes(size)
+    wiped = tmp_path / "wiped.mkv"
+    wiped.write_bytes(bytes(data))
+    info = probe_file(wiped)
+    assert not info.ok and info.reason.startswith("undecodable video ("), info
+
+
+def test_probe_keeps_order_and_summarizes(tmp_path, write_test_video):
+    good = write_test_video()
+    paths = [good, tmp_path / "absent.mp4", good, tmp_path / "gone.mp4"]
+    infos = probe(paths, cache=tmp_path / "cache.json")
+    assert [i.path for i in infos] == [str(p) for p in paths]
+    assert [i.ok for i in infos] == [True, False, True, False]
+    assert summarize(infos) == "2 ok, 2 bad (missing file: 2)"
+    assert summarize(infos[:1]) == "1 ok, 0 bad"
+
+
+def test_second_probe_reads_the_cache_only(tmp_path, write_test_video, monkeypatch):
+    paths = [write_test_video(f"v{k}.mp4", duration=1.0) for k in range(3)]
+    cache = tmp_path / "cache" / "probe.json"
+    first = probe(paths, cache=cache)
+    assert cache.exists() and not [p for p in cache.parent.iterdir() if p.suffix == ".tmp"]
+
+    def refuse(path):
+        raise AssertionError(f"{path} was probed again")
+
+    monkeypatch.setattr(probe_module, "probe_file", refuse)
+    assert probe(paths, cache=cache) == first
+    relative = os.path.relpath(paths[0])
+    assert probe([relative], cache=cache)[0].path == relative  # keyed by absolute path, reported as given
+
+    os.utime(paths[1], ns=(1, 1))  # a changed file is probed again
+    with pytest.raises(AssertionError, match="v1.mp4 was probed again"):
+        probe(paths, cache=cache)
+
+
+def test_unreadable_cache_is_ignored_and_rewritten(tmp_path, write_test_video, caplog):
+    path = write_test_video()
+    cache = tmp_path / "probe.json"
+    cache.write_text("{ this is not json")
+    with caplog.at_level(logging.WARNING, logger="avssl.data.probe"):
+        info = probe([path], cache=cache)[0]
+    assert info.ok and "ignoring unreadable probe cache" in caplog.text
+    stored = json.loads(cache.read_text())
+    assert VideoInfo(**stored["files"][str(path)]["info"]) == info
+
+
+def test_default_cache_location_and_no_cache(tmp_path, write_test_video, monkeypatch):
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(tmp_path / "cachedir"))
+    assert default_cache_path() == tmp_path / "cachedir" / "probe.json"
+    path = write_test_video()
+    probe([path], cache=False)
+    assert not default_cache_path().exists()
+    probe([path])
+    assert default_cache_path().exists()
+    monkeypatch.delenv("AVSSL_CACHE_DIR")
+    assert default_cache_path() == default_cache_path().home() / ".cache" / "avssl" / "probe.json"
