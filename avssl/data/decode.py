@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 AUDIO_PREROLL = 0.5  # seconds decoded before an audio window and thrown away
 MAX_DECODED_FRAMES = 20_000  # per window: bounds a runaway decode (e.g. a keyframe every few minutes)
-# Slice threads only: breaking out of a frame-threaded decode early has hung PyAV, and parallelism
-# comes from DataLoader workers anyway.
+# One decoder thread, slice threading only: breaking out of a frame-threaded decode early has hung
+# PyAV, and parallelism comes from DataLoader workers anyway (colour conversion also runs on one thread).
 DECODER_THREADS = 1
 _EPS = 1e-6  # seconds: timestamps are rationals turned into floats
 _SKIP_END_MARGIN = 1.0  # seconds before the stream's end where no frame is skipped (see _skippable)
@@ -225,7 +225,7 @@ class _VideoReader:
         images: dict[int, np.ndarray] = {}
         for frame, _ in picked:
             if id(frame) not in images:
-                images[id(frame)] = frame.to_ndarray(format="rgb24", width=width, height=height)
+                images[id(frame)] = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
         frames = np.stack([images[id(frame)] for frame, _ in picked])
         return frames, np.array([t for _, t in picked], np.float64)
 

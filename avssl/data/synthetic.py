@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # timestamps by a frame with H.264, or with AAC/MP3 and their encoder delay.
 _DEFAULT_CODECS = {".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "pcm_s16le")}
 _FALLBACK_CODECS = ("libx264", "aac")
+# x264's macroblock-tree rate control made the bytes (and decoded pixels) of the same frames vary
+# with what the process had done before; without it the output is reproducible.
+_ENCODER_OPTIONS = {"libx264": {"x264-params": "mbtree=0"}}
 # Encoders that cannot take more than this many audio channels (the audio is downmixed).
 _MAX_CHANNELS = {"libmp3lame": 2}
 # A fine clock for variable-frame-rate files: frame times are kept to the millisecond.
@@ -47,7 +50,8 @@ def _pixel_format(codec: str, width: int, height: int) -> str:
 
 
 def _add_video(container, codec: str, frames: np.ndarray, fps: float, variable: bool, keyframe_interval: int | None):
-    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    options = _ENCODER_OPTIONS.get(codec, {})
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = _pixel_format(codec, stream.width, stream.height)
     if keyframe_interval:
