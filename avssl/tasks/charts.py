@@ -9,22 +9,20 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About `count` round tick values (1, 2 or 5 times a power of ten apart) covering [low, high]."""
+    """About `count` round tick values (1, 2 or 5 times a power of ten apart) covering [low, high].
+
+    A range that is empty at float precision (a constant series) is widened around its value, so
+    the step can never vanish next to the values it is added to."""
     if not math.isfinite(low) or not math.isfinite(high):
         return []
-    if high <= low:
-        high = low + (abs(low) or 1.0)
+    if high - low <= 1e-9 * max(1.0, abs(low), abs(high)):
+        pad = max(abs(low) * 0.1, 1.0)
+        low, high = low - pad, high + pad
     raw = (high - low) / max(count - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 12))
-    return ticks
+    step = min((m * power for m in (1, 2, 5, 10)), key=lambda candidate: abs(candidate - raw))
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, last + 1)]
 
 
 def _label(value: float) -> str:

@@ -159,12 +159,22 @@ def query_media(assets: PageAssets, query: str | Path, modality: str, start: flo
     return media_html(image, audio)
 
 
-def match_rows(assets: PageAssets, matches: Sequence, target: str, true_path: str | None = None) -> tuple[list, list]:
+def shown_path(path: str, root: str | Path | None) -> str:
+    """`path` relative to `root` when it lies inside it (shorter tables), else as given."""
+    if root is not None:
+        relative = os.path.relpath(path, root)
+        if not relative.startswith(".."):
+            return relative
+    return path
+
+
+def match_rows(assets: PageAssets, matches: Sequence, target: str, true_path: str | None = None,
+               root: str | Path | None = None) -> tuple[list, list]:
     """Table rows (rank, score, clip, preview) for search results; the true clip is highlighted."""
     rows, classes = [], []
     for rank, match in enumerate(matches, 1):
         image, audio = assets.clip(match.path, match.start, match.end, frame=True, sound=target == "audio")
-        where = f"{match.path} [{match.start:.2f}–{match.end:.2f} s]"
+        where = f"{shown_path(match.path, root)} [{match.start:.2f}–{match.end:.2f} s]"
         rows.append([rank, float(match.score), where, media_html(image, audio)])
         classes.append("hit" if true_path is not None and match.path == true_path else "")
     return rows, classes
@@ -216,11 +226,13 @@ def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> s
     blocks = []
     for example in examples:
         image, _ = assets.clip(example.path, example.start, example.end, frame=True, sound=False)
-        rows, classes = match_rows(assets, example.matches, "audio", true_path=example.path)
+        rows, classes = match_rows(assets, example.matches, "audio", true_path=example.path,
+                                   root=assets.html_path.parent)
         for row, label in zip(rows, example.match_labels):
             row.insert(3, label)
         blocks.append(
-            f"<h3>Query: <code>{esc(example.path)}</code> ({esc(example.label)})</h3>{media_html(image, None)}"
+            f"<h3>Query: <code>{esc(shown_path(example.path, assets.html_path.parent))}</code> "
+            f"({esc(example.label)})</h3>{media_html(image, None)}"
             + table_html(["rank", "score", "clip", "class", "frame and sound"], rows, classes)
         )
     return "".join(blocks)
