@@ -1,0 +1,238 @@
+"""A classifier on top of pretrained audio-visual encoders, for fine-tuning and probing.
+
+`AVClassifier` keeps what classification needs from an `AVModel` (the encoders of the modalities it
+uses and the shared joint blocks) and drops the rest (the MAE decoder, the contrastive projections),
+then adds a linear head on pooled features. Three modes:
+
+- "video": mean-pooled video tokens (after the joint blocks, with the video norms);
+- "audio": the same for the spectrogram;
+- "av": both, fused by `fusion`:
+  "concat" (default) the two pooled vectors side by side, (B, 2D): each modality keeps its own
+  head weights, robust when one of them is weak; "mean" their average, (B, D); "joint" the
+  concatenated [audio, video] token sequence through the joint blocks, where the modalities attend
+  to each other, then pooled, (B, D): CAV-MAE's audio-visual fine-tuning input.
+
+The head is dropout + linear (timm's `reset_classifier(n)` replaces it). `save_pretrained` writes
+`model.safetensors` + `config.json` (the ModelConfig fields plus a "classifier" entry: mode, fusion,
+classes, multi_label, dropout), and `load_classifier` reads it back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from avssl.models.av_model import CONFIG_FILE, WEIGHTS_FILE, AVModel
+from avssl.models.config import ModelConfig, config_from_dict
+from avssl.models.factory import create_model, load_model
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["video", "audio", "av"]
+Fusion = Literal["concat", "mean", "joint"]
+MODES: tuple[str, ...] = ("video", "audio", "av")
+FUSIONS: tuple[str, ...] = ("concat", "mean", "joint")
+CLASSIFIER_KEY = "classifier"  # the entry of config.json that marks a classifier folder
+_UNUSED_BY_CLASSIFIER = ("decoder", "video_proj", "audio_proj", "contrastive")
+
+
+class AVClassifier(nn.Module):
+    """Encoders of an `AVModel` + a linear head over their pooled (and fused) features.
+
+    backbone: the pretrained (or freshly created) `AVModel`; it is trimmed in place (decoder,
+    projections and the encoder of an unused modality are removed). classes: names of the classes,
+    saved with the weights (default "0", "1", ...). multi_label: the head is trained with BCE and
+    scored with sigmoid instead of softmax.
+    """
+
+    def __init__(self, backbone: AVModel, num_classes: int, *, mode: Mode = "video", fusion: Fusion = "concat",
+                 dropout: float = 0.0, classes: Sequence[str] | None = None, multi_label: bool = False) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion {fusion!r}: choose one of {', '.join(FUSIONS)}")
+        unused = _UNUSED_BY_CLASSIFIER + {"video": ("audio_encoder",), "audio": ("video_encoder",)}.get(mode, ())
+        if mode != "av" or fusion != "joint":
+            unused += ("joint_norm",)  # only the joint [audio, video] stream reads it
+        for name in unused:
+            setattr(backbone, name, None)  # a None submodule: gone from parameters and state_dict
+        self.backbone = backbone
+        self.config: ModelConfig = backbone.config
+        self.mode, self.fusion, self.multi_label = mode, fusion, multi_label
+        self.head_drop = nn.Dropout(dropout)
+        self.reset_classifier(num_classes, classes)
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the vector the head reads."""
+        dim = self.config.embed_dim
+        return 2 * dim if self.mode == "av" and self.fusion == "concat" else dim
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def reset_classifier(self, num_classes: int, classes: Sequence[str] | None = None) -> None:
+        """A fresh head for `num_classes` classes (small random weights, zero bias)."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(num_classes)]
+        if len(classes) != num_classes:
+            raise ValueError(f"{len(classes)} class names given for {num_classes} classes")
+        self.classes = classes
+        device = next(self.backbone.parameters()).device
+        self.head = nn.Linear(self.feature_dim, num_classes, device=device)
+        nn.init.trunc_normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled features the head reads: (B, feature_dim). video (B, T, 3, H, W), audio (B, F, M);
+        give the modalities of the mode ("av" needs both)."""
+        needs = {"video": (video,), "audio": (audio,), "av": (video, audio)}[self.mode]
+        if any(x is None for x in needs):
+            raise ValueError(f"mode {self.mode!r} needs {'video and audio' if self.mode == 'av' else self.mode}")
+        if self.mode == "av" and self.fusion == "joint":
+            return self.backbone.forward_features(video=video, audio=audio)["joint"]
+        # one stream at a time: both at once would also run the joint stream, unused here
+        pooled = [self.backbone.forward_features(**{m: x})[m] for m, x in (("video", video), ("audio", audio))
+                  if self.mode in (m, "av")]
+        if len(pooled) == 1:
+            return pooled[0]
+        return torch.cat(pooled, dim=-1) if self.fusion == "concat" else (pooled[0] + pooled[1]) / 2
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, feature_dim) -> (B, num_classes) logits."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits (B, num_classes)."""
+        return self.forward_head(self.features(video, audio))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute encoder block activations in the backward pass (less memory)."""
+        for module in self.backbone.modules():
+            if hasattr(module, "grad_checkpointing"):
+                module.grad_checkpointing = enable
+
+    def classifier_config(self) -> dict[str, Any]:
+        """What, besides the ModelConfig, rebuilds this classifier."""
+        return {"mode": self.mode, "fusion": self.fusion, "classes": list(self.classes),
+                "multi_label": self.multi_label, "dropout": self.head_drop.p}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `model.safetensors` and `config.json` into `directory`; `load_classifier` reads them."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        config = dataclasses.asdict(self.config)
+        config[CLASSIFIER_KEY] = self.classifier_config()
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+
+def is_classifier_folder(path: str | Path) -> bool:
+    """Whether a saved-model folder holds an `AVClassifier` (rather than a pretraining `AVModel`)."""
+    config = Path(path) / CONFIG_FILE
+    return config.is_file() and CLASSIFIER_KEY in json.loads(config.read_text())
+
+
+def load_classifier(path: str | Path, map_location: str = "cpu") -> AVClassifier:
+    """An `AVClassifier` from a folder written by its `save_pretrained`: a fine-tuning checkpoint, or a
+    fine-tuning run folder (its best checkpoint)."""
+    from avssl.train.checkpoint import resolve_checkpoint  # models stay importable without the trainer
+
+    path = resolve_checkpoint(path, which="best")
+    weights, config_path = path / WEIGHTS_FILE, path / CONFIG_FILE
+    for needed in (weights, config_path):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} not found; a saved classifier is a folder written by save_pretrained()")
+    values = json.loads(config_path.read_text())
+    if CLASSIFIER_KEY not in values:
+        raise ValueError(f"{config_path} describes a pretraining model, not a classifier: "
+                         "use avssl.load_model, or fine-tune it first (avssl finetune)")
+    head = values.pop(CLASSIFIER_KEY)
+    model = AVClassifier(AVModel(config_from_dict(values)), len(head["classes"]), mode=head["mode"],
+                         fusion=head["fusion"], dropout=head["dropout"], classes=head["classes"],
+                         multi_label=head["multi_label"])
+    model.load_state_dict(load_file(str(weights), device=map_location))
+    log.info("loaded a %d-class %s classifier from %s", model.num_classes, model.mode, path)
+    return model.to(map_location)
+
+
+def load_backbone(init: str | Path, model: dict[str, Any] | None = None) -> AVModel:
+    """The encoders to fine-tune or probe. init "none": `create_model(model["name"], **rest)`. Otherwise
+    the pretrained weights at `init`: a checkpoint folder, a run folder (its best checkpoint) or a
+    saved-model folder (imported weights), with the `model` overrides that keep the weights' shapes
+    (e.g. drop_path) applied; `model["name"]` is then ignored (the weights know their shape)."""
+    from avssl.train.checkpoint import resolve_checkpoint  # models stay importable without the trainer
+
+    model = model or {}
+    overrides = {k: v for k, v in model.items() if k != "name"}
+    if str(init) in ("", "none"):
+        return create_model(model.get("name", "tiny"), **overrides)
+    folder = resolve_checkpoint(init, which="best")
+    if is_classifier_folder(folder):
+        raise ValueError(f"init={init} holds a fine-tuned classifier, not pretrained encoders: continue that run "
+                         "with train.resume=PATH, or load it with avssl.models.classifier.load_classifier")
+    backbone = load_model(folder)
+    log.info("encoders from %s (%s)", folder, backbone.config.name)
+    if not overrides:
+        return backbone
+    rebuilt = create_model(backbone.config, **overrides)
+    try:
+        rebuilt.load_state_dict(backbone.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"model overrides {overrides} change the shapes of the weights in {folder}: {err}") from err
+    return rebuilt
+
+
+def layer_id(name: str, depth: int, joint_depth: int) -> int:
+    """Depth of a parameter for layer-wise lr decay: 0 for the patch/position/modality embeddings,
+    i + 1 for modality block i (video and audio block i share a depth), depth + 1 + j for joint
+    block j, and depth + joint_depth + 1 for what comes after (final norms, head)."""
+    if any(key in name for key in ("patch_embed", "pos_embed", "modality_embed")):
+        return 0
+    block = re.search(r"_encoder\.blocks\.(\d+)\.", name)
+    if block:
+        return int(block.group(1)) + 1
+    joint = re.search(r"joint_blocks\.(\d+)\.", name)
+    if joint:
+        return depth + 1 + int(joint.group(1))
+    return depth + joint_depth + 1
+
+
+def layer_decay_groups(model: AVClassifier | AVModel, lr: float, weight_decay: float,
+                       decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups with layer-wise lr decay (BEiT / MAE fine-tuning): a parameter at
+    depth d of L + 1 gets lr * decay ** (L + 1 - d), so the head learns at `lr` and the patch
+    embedding at the smallest rate. Weight decay follows `avssl.train.trainer.param_groups`
+    (none on biases, norms and embeddings). Each group carries an explicit "lr", which the
+    trainer's schedule scales. decay=1 gives every parameter `lr`.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"layer decay must be in (0, 1], got {decay}")
+    from avssl.train.trainer import param_groups  # models stay importable without the trainer
+
+    cfg = model.config
+    top = cfg.depth + cfg.joint_depth + 1
+    wd_of = {id(p): group["weight_decay"] for group in param_groups(model, weight_decay) for p in group["params"]}
+    groups: dict[tuple[int, float], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if id(param) not in wd_of:
+            continue
+        depth = layer_id(name, cfg.depth, cfg.joint_depth)
+        key = (depth, wd_of[id(param)])
+        if key not in groups:
+            groups[key] = {"params": [], "lr": lr * decay ** (top - depth), "weight_decay": key[1],
+                           "layer": depth}
+        groups[key]["params"].append(param)
+    return [groups[key] for key in sorted(groups, reverse=True)]

@@ -1,0 +1,134 @@
+"""AVClassifier: modes and fusions, trimming, save/load round trip, backbones, layer-wise lr decay."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from avssl.models.classifier import (
+    AVClassifier,
+    is_classifier_folder,
+    layer_decay_groups,
+    layer_id,
+    load_backbone,
+    load_classifier,
+)
+from avssl.models.factory import create_model
+
+
+@pytest.fixture()
+def inputs():
+    torch.manual_seed(0)
+    return torch.randn(2, 8, 3, 64, 64), torch.randn(2, 208, 128)
+
+
+@pytest.mark.parametrize("mode,fusion,dim", [
+    ("video", "concat", 128), ("audio", "concat", 128), ("av", "concat", 256), ("av", "mean", 128),
+    ("av", "joint", 128),
+])
+def test_modes_and_fusions(inputs, mode, fusion, dim):
+    video, audio = inputs
+    model = AVClassifier(create_model("tiny"), 5, mode=mode, fusion=fusion)
+    assert model.feature_dim == dim
+    assert model(video, audio).shape == (2, 5)
+    assert model.features(video, audio).shape == (2, dim)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(n.startswith(("backbone.decoder", "backbone.video_proj", "backbone.contrastive")) for n in names)
+    assert any(n.startswith("backbone.audio_encoder") for n in names) == (mode != "video")
+    assert any(n.startswith("backbone.video_encoder") for n in names) == (mode != "audio")
+    assert any(n.startswith("backbone.joint_norm") for n in names) == (fusion == "joint" and mode == "av")
+
+
+def test_missing_modality_is_an_error(inputs):
+    video, _ = inputs
+    model = AVClassifier(create_model("tiny"), 3, mode="av")
+    with pytest.raises(ValueError, match="needs video and audio"):
+        model(video, None)
+    with pytest.raises(ValueError, match="mode"):
+        AVClassifier(create_model("tiny"), 3, mode="visual")
+
+
+def test_fusion_mean_averages_the_streams(inputs):
+    video, audio = inputs
+    model = AVClassifier(create_model("tiny"), 3, mode="av", fusion="mean").eval()
+    streams = [model.backbone.forward_features(video=video)["video"], model.backbone.forward_features(audio=audio)["audio"]]
+    assert torch.allclose(model.features(video, audio), (streams[0] + streams[1]) / 2, atol=1e-6)
+
+
+def test_gradients_reach_the_encoders(inputs):
+    video, audio = inputs
+    model = AVClassifier(create_model("tiny"), 3, mode="av")
+    model(video, audio).logsumexp(dim=1).mean().backward()
+    for name in ("backbone.video_encoder.patch_embed.proj.weight", "backbone.audio_encoder.blocks.0.attn.qkv.weight",
+                 "backbone.joint_blocks.0.mlp.fc1.weight", "head.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_save_load_round_trip(tmp_path, inputs):
+    video, audio = inputs
+    model = AVClassifier(create_model("tiny"), 3, mode="av", fusion="joint", dropout=0.2, classes=["a", "b", "c"],
+                         multi_label=True).eval()
+    model.save_pretrained(tmp_path / "clf")
+    config = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert config["classifier"] == {"mode": "av", "fusion": "joint", "classes": ["a", "b", "c"], "multi_label": True,
+                                    "dropout": 0.2}
+    assert is_classifier_folder(tmp_path / "clf")
+    loaded = load_classifier(tmp_path / "clf").eval()
+    assert (loaded.classes, loaded.mode, loaded.fusion, loaded.multi_label) == (["a", "b", "c"], "av", "joint", True)
+    assert torch.equal(model(video, audio), loaded(video, audio))
+
+
+def test_pretraining_folders_are_backbones_not_classifiers(tmp_path):
+    create_model("tiny").save_pretrained(tmp_path / "pre")
+    assert not is_classifier_folder(tmp_path / "pre")
+    with pytest.raises(ValueError, match="pretraining model, not a classifier"):
+        load_classifier(tmp_path / "pre")
+    AVClassifier(create_model("tiny"), 2).save_pretrained(tmp_path / "clf")
+    with pytest.raises(ValueError, match="fine-tuned classifier"):
+        load_backbone(tmp_path / "clf")
+
+
+def test_load_backbone_from_weights_scratch_and_overrides(tmp_path):
+    torch.manual_seed(0)
+    saved = create_model("tiny")
+    saved.save_pretrained(tmp_path / "pre")
+    loaded = load_backbone(tmp_path / "pre", {"name": "base", "drop_path": 0.1})  # name: the weights decide
+    assert loaded.config.name == "tiny" and loaded.config.drop_path == 0.1
+    key = "video_encoder.blocks.1.attn.qkv.weight"
+    assert torch.equal(loaded.state_dict()[key], saved.state_dict()[key])
+    scratch = load_backbone("none", {"name": "tiny", "embed_dim": 64})
+    assert scratch.config.embed_dim == 64
+    with pytest.raises(ValueError, match="change the shapes"):
+        load_backbone(tmp_path / "pre", {"embed_dim": 64})
+
+
+def test_reset_classifier():
+    model = AVClassifier(create_model("tiny"), 3)
+    model.reset_classifier(7, [f"c{i}" for i in range(7)])
+    assert model.head.out_features == 7 and model.classes[-1] == "c6"
+    with pytest.raises(ValueError, match="class names"):
+        model.reset_classifier(2, ["only-one"])
+
+
+def test_layer_decay_groups_cover_every_parameter_once():
+    model = AVClassifier(create_model("tiny"), 4, mode="av")
+    depth, joint = model.config.depth, model.config.joint_depth
+    assert layer_id("backbone.video_encoder.patch_embed.proj.weight", depth, joint) == 0
+    assert layer_id("backbone.audio_encoder.blocks.1.mlp.fc1.weight", depth, joint) == 2
+    assert layer_id("backbone.joint_blocks.0.attn.qkv.weight", depth, joint) == depth + 1
+    assert layer_id("head.weight", depth, joint) == depth + joint + 1
+    groups = layer_decay_groups(model, 1e-3, 0.05, 0.5)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert lr_of[id(params["head.weight"])] == pytest.approx(1e-3)
+    top = depth + joint + 1
+    assert lr_of[id(params["backbone.video_encoder.patch_embed.proj.weight"])] == pytest.approx(1e-3 * 0.5**top)
+    assert wd_of[id(params["head.weight"])] == 0.05 and wd_of[id(params["head.bias"])] == 0.0
+    assert groups[0]["lr"] == pytest.approx(1e-3)  # the logged lr (first group) is the head's
+    flat = layer_decay_groups(model, 1e-3, 0.05, 1.0)
+    assert {g["lr"] for g in flat} == {1e-3}
