@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 import av
+import av.filter
 import numpy as np
 import torch
 
@@ -234,39 +235,44 @@ class _VideoReader:
 
         Returns the picks, the time of the first frame decoded and the last frame decoded."""
         _seek(self.container, self.stream, seek_to)
+        thresholds = (targets - _EPS).tolist()  # plain floats: this loop runs for every packet
         picked: list[tuple[av.VideoFrame, float]] = []
         first = last = None
         decoded = 0
         context = self.stream.codec_context
+        skipping = False
         for packet in self.container.demux(self.stream):
             self.budget.check(f"video near {targets[0]:.3f} s")
-            context.skip_frame = "NONREF" if self._skippable(packet, targets, len(picked)) else "DEFAULT"
+            if skipping != self._skippable(packet, thresholds, len(picked)):
+                skipping = not skipping
+                context.skip_frame = "NONREF" if skipping else "DEFAULT"
             for frame in packet.decode():
                 decoded += 1
                 if decoded > MAX_DECODED_FRAMES:
                     raise DecodeError(f"{self.name}: more than {MAX_DECODED_FRAMES} frames decoded "
                                       f"for one clip near {targets[0]:.3f} s")
-                if frame.time is None:
+                shown = frame.time
+                if shown is None:
                     continue
-                first = frame.time if first is None else first
-                while len(picked) < len(targets) and frame.time >= targets[len(picked)] - _EPS:
-                    picked.append((frame, frame.time))
+                first = shown if first is None else first
+                while len(picked) < len(thresholds) and shown >= thresholds[len(picked)]:
+                    picked.append((frame, shown))
                 last = frame
-            if len(picked) == len(targets):
+            if len(picked) == len(thresholds):
                 break
         context.skip_frame = "DEFAULT"
         return picked, first, last
 
-    def _skippable(self, packet: av.Packet, targets: np.ndarray, taken: int) -> bool:
+    def _skippable(self, packet: av.Packet, thresholds: list[float], taken: int) -> bool:
         """Whether the decoder may drop this packet's frame if nothing references it.
 
         A frame shown before the next target can never be picked (picks are the first frames at or
         after their targets), so unreferenced ones need not be decoded: on H.264 with B-frames this
         skips a third or more of the decoding between the keyframe and the window. Not near the
         end of the stream, where the last frame may be needed as padding."""
-        if packet.pts is None or taken == len(targets) or targets[taken] > self.skip_before:
+        if packet.pts is None or taken == len(thresholds) or thresholds[taken] > self.skip_before:
             return False
-        return packet.pts * self.time_base < targets[taken] - _EPS
+        return packet.pts * self.time_base < thresholds[taken]
 
 
 def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget) -> None:
@@ -323,10 +329,33 @@ class _AudioRun:
         is sample number `first`)."""
         joined = self.fifo.read()
         joined.pts, joined.time_base = round(self.begin * self.format[2]), Fraction(1, self.format[2])
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        for piece in resampler.resample(joined) + resampler.resample(None):
+        for piece in _to_mono(joined, rate):
             samples = piece.to_ndarray().reshape(-1)
             offset = round(piece.pts * piece.time_base * rate) - first
             lo, hi = max(offset, 0), min(offset + len(samples), len(out))
             if hi > lo:
                 out[lo:hi] = samples[lo - offset:hi - offset]
+
+
+def _to_mono(frame: av.AudioFrame, rate: int) -> list[av.AudioFrame]:
+    """`frame` as mono float at `rate`, flushed: the filter graph `av.AudioResampler` builds, but
+    with one thread (AudioResampler's graph starts a thread pool per instance, which cost more than
+    the resampling itself on short clips)."""
+    graph = av.filter.Graph()
+    graph.threads = 1
+    source = graph.add("abuffer", sample_rate=str(frame.sample_rate), sample_fmt=frame.format.name,
+                       channel_layout=frame.layout.name, time_base=str(frame.time_base))
+    convert = graph.add("aformat", sample_rates=str(rate), sample_fmts="flt", channel_layouts="mono")
+    sink = graph.add("abuffersink")
+    source.link_to(convert)
+    convert.link_to(sink)
+    graph.configure()
+    pieces = []
+    for item in (frame, None):
+        graph.push(item)
+        while True:
+            try:
+                pieces.append(graph.pull())
+            except (EOFError, av.error.BlockingIOError):
+                break
+    return pieces
