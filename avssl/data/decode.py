@@ -166,9 +166,9 @@ class _Budget:
         self.name, self.timeout = name, timeout
         self.expires = time.monotonic() + timeout
 
-    def check(self, what: str) -> None:
+    def check(self, what: str, near: float) -> None:
         if time.monotonic() > self.expires:
-            raise DecodeError(f"{self.name}: decoding {what} took longer than {self.timeout:g} s")
+            raise DecodeError(f"{self.name}: decoding {what} near {near:.3f} s took longer than {self.timeout:g} s")
 
 
 def _seek(container, stream, seconds: float) -> None:
@@ -177,7 +177,7 @@ def _seek(container, stream, seconds: float) -> None:
     Times before the stream start are kept: they land on the first packet, including the encoder
     priming packets AAC and Opus streams start with (at negative times), which the decoder needs to
     get the first real samples right. Demuxers that refuse such times (AVI) seek to the start."""
-    target = math.floor(Fraction(seconds).limit_denominator(10**9) / stream.time_base)
+    target = math.floor(seconds / float(stream.time_base))  # rounding down only seeks a little earlier
     first = stream.start_time or 0
     try:
         container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -235,15 +235,17 @@ class _VideoReader:
 
         Returns the picks, the time of the first frame decoded and the last frame decoded."""
         _seek(self.container, self.stream, seek_to)
-        thresholds = (targets - _EPS).tolist()  # plain floats: this loop runs for every packet
+        # plain floats and a sentinel past the last target: this loop runs for every packet
+        thresholds = (targets - _EPS).tolist() + [math.inf]
+        wanted = len(targets)
         picked: list[tuple[av.VideoFrame, float]] = []
         first = last = None
         decoded = 0
         context = self.stream.codec_context
         skipping = False
         for packet in self.container.demux(self.stream):
-            self.budget.check(f"video near {targets[0]:.3f} s")
-            if skipping != self._skippable(packet, thresholds, len(picked)):
+            self.budget.check("video", targets[0])
+            if skipping != self._skippable(packet, thresholds[len(picked)]):
                 skipping = not skipping
                 context.skip_frame = "NONREF" if skipping else "DEFAULT"
             for frame in packet.decode():
@@ -255,24 +257,24 @@ class _VideoReader:
                 if shown is None:
                     continue
                 first = shown if first is None else first
-                while len(picked) < len(thresholds) and shown >= thresholds[len(picked)]:
+                while shown >= thresholds[len(picked)]:
                     picked.append((frame, shown))
                 last = frame
-            if len(picked) == len(thresholds):
+            if len(picked) == wanted:
                 break
         context.skip_frame = "DEFAULT"
         return picked, first, last
 
-    def _skippable(self, packet: av.Packet, thresholds: list[float], taken: int) -> bool:
+    def _skippable(self, packet: av.Packet, threshold: float) -> bool:
         """Whether the decoder may drop this packet's frame if nothing references it.
 
         A frame shown before the next target can never be picked (picks are the first frames at or
         after their targets), so unreferenced ones need not be decoded: on H.264 with B-frames this
         skips a third or more of the decoding between the keyframe and the window. Not near the
         end of the stream, where the last frame may be needed as padding."""
-        if packet.pts is None or taken == len(thresholds) or thresholds[taken] > self.skip_before:
+        if packet.pts is None or threshold > self.skip_before:  # (all picked: the threshold is inf)
             return False
-        return packet.pts * self.time_base < thresholds[taken]
+        return packet.pts * self.time_base < threshold
 
 
 def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget) -> None:
@@ -283,7 +285,7 @@ def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, bud
     runs: list[_AudioRun] = []
     finished = False
     for packet in container.demux(stream):
-        budget.check(f"audio near {start:.3f} s")
+        budget.check("audio", start)
         for frame in packet.decode():
             if frame.pts is None:
                 continue  # without a time it cannot be placed
