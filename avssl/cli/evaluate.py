@@ -34,6 +34,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder (its best) or weights")
     probe.add_argument("--train", required=True, help="labelled training videos (class folders or CSV)")
     probe.add_argument("--val", required=True, help="labelled validation videos (class folders or CSV)")
+    probe.add_argument("--mode", choices=("video", "audio", "av"), default="video",
+                       help="features of the video encoder, the audio encoder or both (default video)")
+    probe.add_argument("--clips", type=int, default=1, metavar="N",
+                       help="evenly spaced clips per video whose features are averaged (default 1)")
+    probe.add_argument("--batch-size", type=int, default=8, metavar="B", help="clips per forward pass (default 8)")
+    probe.add_argument("--num-workers", type=int, default=2, metavar="W", help="decoding processes (default 2)")
+    probe.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     probe.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
     probe.set_defaults(func=run_linear_probe)
 
@@ -57,8 +64,10 @@ def run_retrieval(args: argparse.Namespace) -> int:
 
 
 def run_linear_probe(args: argparse.Namespace) -> int:
-    from avssl.tasks.finetune import linear_probe
+    from avssl.tasks.linear_probe import linear_probe
 
-    metrics = linear_probe(args.checkpoint, args.train, args.val)
+    metrics = linear_probe(args.checkpoint, args.train, args.val, mode=args.mode, clips=args.clips,
+                           batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+                           show_progress=True)
     _print_and_save(metrics, args.json)
     return 0

@@ -87,6 +87,18 @@ def test_evaluate_retrieval_json(setup: dict[str, Path], capsys: pytest.CaptureF
     assert "v2a_R@1:" in capsys.readouterr().out.replace(" ", "")
 
 
+def test_evaluate_linear_probe(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = setup["root"] / "probe.json"
+    code = main(["evaluate", "linear-probe", "--checkpoint", str(setup["checkpoint"]),
+                 "--train", str(setup["corpus"] / "train.csv"), "--val", str(setup["corpus"] / "val.csv"),
+                 "--num-workers", "0", "--json", str(out)])
+    assert code == 0
+    metrics = json.loads(out.read_text())
+    assert (metrics["num_train"], metrics["num_val"], metrics["num_classes"]) == (4, 2, 2)
+    assert 0 <= metrics["top1"] <= 100 and metrics["chance_top1"] == 50.0
+    assert "top1:" in capsys.readouterr().out.replace(" ", "")
+
+
 def test_user_errors_exit_2(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     missing = setup["root"] / "nothing"
     assert main(["embed", "--checkpoint", str(missing), str(setup["corpus"]), "--out", "x.pt"]) == 2
