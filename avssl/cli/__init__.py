@@ -11,7 +11,9 @@ import os
 import sys
 from importlib import import_module
 
-COMMANDS: tuple[str, ...] = ("pretrain", "embed", "retrieve", "evaluate", "demo", "prepare", "import_weights", "probe")
+COMMANDS: tuple[str, ...] = (
+    "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "prepare", "import_weights", "probe",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,222 @@
+"""The fine-tuning recipe: classify labelled clips (action recognition, sound events) with pretrained
+encoders and a new head, in the shared training loop.
+
+`run_finetune(cfg)` is what `avssl finetune -c configs/finetune/tiny.yaml key=value ...` calls.
+The encoders come from an avssl checkpoint or run folder (its best checkpoint), from imported
+weights (any folder with model.safetensors + config.json), or are freshly initialised (`init=none`).
+Training: label smoothing, optional mixup (video and audio mixed with the same lambda and the same
+partner), layer-wise lr decay, and everything the loop gives (resume, stop signals, logging,
+checkpoints, the best one chosen by validation top-1, or mAP when multi-label). Classes come from
+the training set and are forced onto validation and test. At the end the best checkpoint is scored
+on the test set (default: validation) with several clips x crops per video (`video_eval`), into
+`<out>/eval/`: metrics.json, confusion.png, predictions.csv.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from avssl.config import save_config
+from avssl.data.datasets import ClipDataset
+from avssl.data.loader import build_loader
+from avssl.models.av_model import WEIGHTS_FILE
+from avssl.models.classifier import AVClassifier, layer_decay_groups, load_backbone
+from avssl.tasks.classification_metrics import classification_report
+from avssl.tasks.linear_probe import linear_probe
+from avssl.tasks.video_eval import MultiViewDataset, evaluate_classifier, predict_videos
+from avssl.train import distributed as distr
+from avssl.train.checkpoint import resolve_checkpoint
+from avssl.train.config import TrainConfig
+from avssl.train.pretrain import DataConfig, split_sources, write_rejected
+from avssl.train.trainer import FitResult, Trainer
+
+__all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneDataConfig(DataConfig):
+    """Pretraining's data settings (train/val sources, clip shape, batching) plus the test set and
+    the views of the final evaluation."""
+
+    test: str = ""  # scored once at the end with eval_clips x eval_crops; empty: the validation set
+    eval_clips: int = 4  # windows per video, evenly spaced ("constant" sampler)
+    eval_crops: int = 3  # square crops along the long side of each window (audio mode: always 1)
+
+
+@dataclass
+class HeadConfig:
+    """The classification head and the training signal."""
+
+    fusion: Literal["concat", "mean", "joint"] = "concat"  # mode=av only; see avssl.models.classifier
+    dropout: float = 0.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # Beta(alpha, alpha) mixing of clip pairs; 0 turns it off
+    layer_decay: float = 0.75  # lr of layer d = lr * layer_decay ** (top - d); 1 turns it off
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything `avssl finetune` reads: a YAML file under configs/finetune/ plus overrides."""
+
+    out: str = "runs/finetune"
+    seed: int = 0
+    init: str = "none"  # "none" (random init from `model`), or a checkpoint / run / saved-model folder
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})  # name + ModelConfig overrides
+    mode: Literal["video", "audio", "av"] = "video"
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, betas=(0.9, 0.999)))
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class FinetuneResult:
+    """How a fine-tuning run ended and what its final evaluation measured (NaN / None when the run was
+    interrupted before the end, or on ranks other than 0)."""
+
+    top1: float
+    top5: float
+    metrics: dict[str, float]
+    classes: list[str]
+    confusion: torch.Tensor | None
+    run_dir: Path
+    confusion_png: Path | None
+    metrics_json: Path | None
+    status: str = "finished"
+    fit: FitResult | None = None
+
+
+def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float, multi_label: bool) -> torch.Tensor:
+    """(B, C) float targets: one-hot (or multi-hot) with label smoothing. Single-label puts
+    `smoothing / C` on every class; multi-label smooths each class as its own two-way choice
+    (y * (1 - s) + s / 2)."""
+    if multi_label:
+        return labels.float() * (1 - smoothing) + smoothing / 2
+    if (labels < 0).any():
+        raise ValueError("a training clip has no label (label -1): fine-tuning needs every training video labelled")
+    return F.one_hot(labels.long(), num_classes).float() * (1 - smoothing) + smoothing / num_classes
+
+
+def mixup(video: torch.Tensor, audio: torch.Tensor, targets: torch.Tensor,
+          alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix each clip with a random partner of the batch: video, audio and targets all with the same
+    lambda ~ Beta(alpha, alpha), so picture, sound and label stay consistent."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(video.shape[0], device=video.device)
+
+    def mix(x: torch.Tensor) -> torch.Tensor:
+        return lam * x + (1 - lam) * x[partner]
+
+    return mix(video), mix(audio), mix(targets)
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Cross-entropy against soft targets, or binary cross-entropy per class when multi-label."""
+    logits = logits.float()
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return -(targets * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+
+
+def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool):
+    """The loop's `step_fn`: targets, optional mixup, forward on the mode's inputs, loss."""
+
+    def step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        targets = soft_targets(batch["label"], num_classes, head.label_smoothing, multi_label)
+        video, audio = batch["video"], batch["audio"]
+        if head.mixup > 0:
+            video, audio, targets = mixup(video, audio, targets, head.mixup)
+        logits = model(video if mode != "audio" else None, audio if mode != "video" else None)
+        return {"loss": classification_loss(logits, targets, multi_label)}
+
+    return step
+
+
+def make_validator(dataset: MultiViewDataset, batch_size: int, num_workers: int):
+    """Each epoch: per-video scores of one centred clip, reported as val_top1 / val_top5 (or val_mAP)."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        outputs = predict_videos(model, dataset, batch_size=batch_size, num_workers=num_workers)
+        metrics, _ = classification_report(outputs.values, outputs.targets, multi_label=model.multi_label)
+        return {f"val_{k}": v for k, v in metrics.items()}
+
+    return evaluate
+
+
+def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, val_source: str):
+    """Score the best checkpoint on the test set (or validation) with eval_clips x eval_crops views."""
+    data = cfg.data
+    best = resolve_checkpoint(run_dir / "checkpoints", which="best")
+    model.load_state_dict(load_file(str(best / WEIGHTS_FILE), device=str(next(model.parameters()).device)))
+    source = data.test or val_source
+    dataset = MultiViewDataset(
+        source, model_config=model.config, clips=data.eval_clips, crops=1 if cfg.mode == "audio" else data.eval_crops,
+        classes=model.classes, num_frames=data.num_frames, frame_size=data.frame_size,
+        clip_duration=data.clip_duration, seed=cfg.seed, short=data.short_videos,
+    )
+    extra = {"checkpoint": str(best), "split": "test" if data.test else "val", "source": str(source)}
+    return evaluate_classifier(model, dataset, run_dir / "eval", batch_size=data.val_batch_size or data.batch_size,
+                               num_workers=data.num_workers, extra=extra)
+
+
+def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
+    tensorboard/, rejected.txt and, once training finished, eval/."""
+    ctx = distr.init_distributed(cfg.train.device)
+    try:
+        run_dir = Path(cfg.out)
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        distr.barrier()
+        torch.manual_seed(cfg.seed)
+        backbone = load_backbone(cfg.init, cfg.model)
+        model_cfg, data = backbone.config, cfg.data
+        train_source, val_source = split_sources(data, run_dir, cfg.seed)
+        shape = dict(num_frames=data.num_frames, frame_size=data.frame_size, clip_duration=data.clip_duration)
+        train_set = ClipDataset(
+            train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=cfg.seed,
+            short=data.short_videos, audio_rate=model_cfg.audio_rate, num_mel_bins=model_cfg.num_mel_bins,
+            **{k: v or getattr(model_cfg, k) for k, v in shape.items()},
+        )
+        if not train_set.classes:
+            raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")
+        classes = train_set.classes
+        val_set = MultiViewDataset(val_source, model_config=model_cfg, classes=classes, seed=cfg.seed,
+                                   short=data.short_videos, **shape)
+        if ctx.is_main:
+            write_rejected(run_dir, train_set, val_set)
+        model = AVClassifier(backbone, len(classes), mode=cfg.mode, fusion=cfg.head.fusion, dropout=cfg.head.dropout,
+                             classes=classes, multi_label=train_set.multi_label)
+        loader = build_loader(train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True,
+                              drop_last=True, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
+        log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",
+                 model_cfg.name, cfg.mode, len(classes), ", multi-label" if model.multi_label else "",
+                 len(train_set), len(val_set) // val_set.clips, ctx.world_size, ctx.device)
+        trainer = Trainer(
+            model, loader, make_step(cfg.mode, len(classes), cfg.head, model.multi_label), cfg.train, run_dir, ctx,
+            evaluate=make_validator(val_set, data.val_batch_size or data.batch_size, data.num_workers),
+            best_metric="val_mAP" if model.multi_label else "val_top1", seed=cfg.seed,
+            groups=layer_decay_groups(model, cfg.train.lr, cfg.train.weight_decay, cfg.head.layer_decay),
+            find_unused_parameters=True,  # the joint blocks' norms of the streams a mode does not use
+        )
+        fit = trainer.fit()
+        result = FinetuneResult(math.nan, math.nan, {}, classes, None, run_dir, None, None, fit.status, fit)
+        if ctx.is_main and fit.status == "finished":
+            report = _final_evaluation(cfg, model, run_dir, val_source)
+            result.top1, result.top5 = report.metrics["top1"], report.metrics.get("top5", math.nan)
+            result.metrics, result.confusion = report.metrics, report.confusion
+            result.confusion_png, result.metrics_json = report.confusion_png, report.metrics_json
+        distr.barrier()
+        return result
+    finally:
+        distr.cleanup()

@@ -1,0 +1,209 @@
+"""Per-video evaluation of a classifier over several clips x spatial crops (e.g. 4 x 3).
+
+A video is scored by averaging the class probabilities (softmax, or sigmoid when multi-label) of
+every view: `clips` windows evenly spaced in time (the "constant" sampler) times `crops` square
+crops evenly spaced along the long side of each frame, taken after resizing the short side to the
+model's frame size (left / centre / right for 3 crops on landscape video: SlowFast's and
+VideoMAE's protocol). One clip x one crop is a centred view of the middle of the video, the cheap
+check the fine-tuning loop runs every epoch.
+
+`evaluate_classifier` runs this on a labelled source and writes `metrics.json`, `confusion.png`
+(single-label) and `predictions.csv` into a folder.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from einops import rearrange, repeat
+from tqdm import tqdm
+
+from avssl.data.datasets import ClipDataset
+from avssl.data.loader import build_loader
+from avssl.models.classifier import AVClassifier
+from avssl.models.config import ModelConfig
+from avssl.tasks.classification_metrics import average_precision, classification_report, save_confusion_png
+
+log = logging.getLogger(__name__)
+
+ViewFn = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+class SpatialCrops:
+    """(T, H, W, 3) uint8 frames -> (crops, T, 3, size, size) float32, normalised.
+
+    The short side is resized to `size`; the crops are placed evenly along the long side, from one
+    end to the other (one crop: the centre). Square frames give identical crops.
+    """
+
+    def __init__(self, size: int, crops: int = 3, mean: Sequence[float] = (0.485, 0.456, 0.406),
+                 std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
+        if crops < 1:
+            raise ValueError(f"crops must be >= 1, got {crops}")
+        self.size, self.crops, self.mean, self.std = size, crops, list(mean), list(std)
+
+    def __repr__(self) -> str:
+        return f"SpatialCrops(size={self.size}, crops={self.crops})"
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = TF.resize(rearrange(frames, "t h w c -> t c h w"), [self.size], antialias=True)
+        height, width = clip.shape[-2:]
+        slack_y, slack_x = height - self.size, width - self.size
+        views = []
+        for k in range(self.crops):
+            fraction = 0.5 if self.crops == 1 else k / (self.crops - 1)
+            top, left = round(slack_y * fraction), round(slack_x * fraction)
+            views.append(clip[..., top:top + self.size, left:left + self.size])
+        views = TF.to_dtype(torch.stack(views), torch.float32, scale=True)
+        return TF.normalize(views.flatten(0, 1), self.mean, self.std).unflatten(0, (self.crops, -1))
+
+
+class MultiViewDataset(ClipDataset):
+    """A `ClipDataset` for evaluation: `clips` evenly spaced windows per video, each item one window
+    whose `video` holds `crops` spatial crops: (crops, T, 3, S, S). The items of a video are
+    consecutive (`video_of(index)`), which the per-video averaging relies on."""
+
+    def __init__(self, source: str | Path | Sequence[str | Path], *, model_config: ModelConfig, clips: int = 1,
+                 crops: int = 1, classes: list[str] | None = None, num_frames: int | None = None,
+                 frame_size: int | None = None, clip_duration: float | None = None, seed: int = 0,
+                 short: str = "pad") -> None:
+        frame_size = frame_size or model_config.frame_size
+        super().__init__(
+            source, num_frames=num_frames or model_config.num_frames, frame_size=frame_size,
+            clip_duration=clip_duration or model_config.clip_duration, sampler="constant", clips_per_video=clips,
+            train=False, audio_rate=model_config.audio_rate, num_mel_bins=model_config.num_mel_bins, seed=seed,
+            classes=classes, short=short,
+        )
+        self.clips = clips
+        self.video_transform = SpatialCrops(frame_size, crops, model_config.image_mean, model_config.image_std)
+
+    def video_of(self, index: int) -> int:
+        """The video (0-based, in dataset order) an item belongs to."""
+        return index // self.clips
+
+
+@dataclass
+class VideoOutputs:
+    """Per-video averages of a function of the views: values (N, K), targets (N,) or (N, C), paths."""
+
+    values: torch.Tensor
+    targets: torch.Tensor
+    paths: list[str]
+
+
+def per_video(fn: ViewFn, dataset: MultiViewDataset, *, mode: str, batch_size: int = 8, num_workers: int = 2,
+              device: torch.device | str = "cpu", show_progress: bool = False) -> VideoOutputs:
+    """Average `fn(video_views, audio_views)` -> (n, K) over every view (clip x crop) of each video.
+
+    mode "video" passes only video (n = clips' crops), "audio" only audio (one view per clip: crops
+    are a picture matter), "av" both (the audio of a clip repeated for each of its crops).
+    """
+    device = torch.device(device)
+    loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
+    num_videos = dataset.video_of(len(dataset) - 1) + 1
+    sums: torch.Tensor | None = None
+    counts = torch.zeros(num_videos)
+    targets: list[torch.Tensor | None] = [None] * num_videos
+    paths: list[str] = [""] * num_videos
+    for batch in tqdm(loader, desc="evaluating", unit="batch", disable=not show_progress, leave=False):
+        views = batch["video"].shape[1]
+        video = audio = None
+        if mode in ("video", "av"):
+            video = rearrange(batch["video"], "b v t c h w -> (b v) t c h w").to(device, non_blocking=True)
+        if mode == "audio":
+            views = 1
+            audio = batch["audio"].to(device, non_blocking=True)
+        elif mode == "av":
+            audio = repeat(batch["audio"], "b f m -> (b v) f m", v=views).to(device, non_blocking=True)
+        values = rearrange(fn(video, audio).float().cpu(), "(b v) k -> b v k", v=views).sum(dim=1)
+        if sums is None:
+            sums = torch.zeros(num_videos, values.shape[1])
+        for row, index in enumerate(batch["index"]):
+            k = dataset.video_of(int(index))
+            sums[k] += values[row]
+            counts[k] += views
+            targets[k], paths[k] = batch["label"][row], batch["path"][row]
+    if sums is None:
+        raise ValueError("the evaluation dataset yielded no clips")
+    return VideoOutputs(sums / counts[:, None], torch.stack(targets), paths)
+
+
+def predict_videos(model: AVClassifier, dataset: MultiViewDataset, *, batch_size: int = 8, num_workers: int = 2,
+                   show_progress: bool = False) -> VideoOutputs:
+    """Per-video class probabilities (N, C) of `model` (its own device, eval mode, no gradients)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    def probabilities(video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        logits = model(video, audio).float()
+        return logits.sigmoid() if model.multi_label else logits.softmax(dim=-1)
+
+    with torch.no_grad():
+        outputs = per_video(probabilities, dataset, mode=model.mode, batch_size=batch_size, num_workers=num_workers,
+                            device=device, show_progress=show_progress)
+    model.train(was_training)
+    return outputs
+
+
+@dataclass
+class EvalReport:
+    """What `evaluate_classifier` measured and wrote."""
+
+    metrics: dict[str, float]
+    confusion: torch.Tensor | None
+    metrics_json: Path
+    confusion_png: Path | None
+    predictions_csv: Path
+
+
+def _write_predictions(path: Path, outputs: VideoOutputs, classes: list[str], multi_label: bool) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "predicted", "score"])
+        for k, probs in enumerate(outputs.values):
+            best = int(probs.argmax())
+            target = outputs.targets[k]
+            label = ";".join(classes[i] for i in target.nonzero().flatten()) if multi_label else classes[int(target)]
+            writer.writerow([outputs.paths[k], label, classes[best], f"{float(probs[best]):.4f}"])
+    return path
+
+
+def evaluate_classifier(model: AVClassifier, dataset: MultiViewDataset, out_dir: str | Path, *,
+                        batch_size: int = 8, num_workers: int = 2, extra: dict | None = None,
+                        show_progress: bool = True) -> EvalReport:
+    """Score every video of `dataset` (clips x crops averaged), write `metrics.json` (headline
+    numbers, per-class accuracy or AP, the confusion matrix and `extra` facts such as the checkpoint),
+    `confusion.png` (single-label) and `predictions.csv` into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = predict_videos(model, dataset, batch_size=batch_size, num_workers=num_workers,
+                             show_progress=show_progress)
+    metrics, confusion = classification_report(outputs.values, outputs.targets, multi_label=model.multi_label)
+    classes = list(model.classes)
+    views = {"clips": dataset.clips, "crops": dataset.video_transform.crops}
+    payload = {**(extra or {}), **views, "num_videos": len(outputs.paths), "num_classes": len(classes),
+               "multi_label": model.multi_label, "mode": model.mode, **metrics}
+    confusion_png = None
+    if confusion is not None:
+        recall = confusion.diagonal().double() / confusion.sum(dim=1).clamp(min=1)
+        payload["per_class_top1"] = {c: float(r * 100) for c, r in zip(classes, recall)}
+        payload["confusion"] = confusion.tolist()
+        title = (f"top-1 {metrics['top1']:.1f}% on {len(outputs.paths)} videos "
+                 f"({views['clips']} clips x {views['crops']} crops)")
+        confusion_png = save_confusion_png(confusion, classes, out_dir / "confusion.png", title=title)
+    else:
+        ap = average_precision(outputs.values, outputs.targets)
+        payload["per_class_AP"] = {c: float(v * 100) for c, v in zip(classes, ap) if not v.isnan()}
+    payload["classes"] = classes
+    metrics_json = out_dir / "metrics.json"
+    metrics_json.write_text(json.dumps(payload, indent=2) + "\n")
+    predictions_csv = _write_predictions(out_dir / "predictions.csv", outputs, classes, model.multi_label)
+    log.info("evaluation: %s (written to %s)", ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), out_dir)
+    return EvalReport(metrics, confusion, metrics_json, confusion_png, predictions_csv)
