@@ -2,8 +2,8 @@
 
 Only the window is decoded: the video stream seeks back to the keyframe before it, decodes forward,
 and stops at the last frame it needs; the audio stream seeks separately with a pre-roll (AAC and MP3
-decode garbage for a few frames after a seek), is resampled to mono float by `av.AudioResampler`
-and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so variable
+decode garbage for a few frames after a seek), is resampled to mono float by FFmpeg's filter graph
+(what `av.AudioResampler` builds) and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so variable
 frame rate files work.
 
 Times are seconds from the start of the video stream (its start offset is subtracted), the same
@@ -307,12 +307,17 @@ def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, bud
 class _AudioRun:
     """Decoded audio without gaps and in one sample format, gathered in a FIFO so that it goes
     through the resampler in one call (PyAV's per-call overhead, not the resampling itself,
-    dominates when frames are resampled one by one)."""
+    dominates when frames are resampled one by one).
+
+    Where the run starts is estimated from every frame's timestamp, not just the first one's:
+    Matroska stores times to the millisecond, so any single frame may be 0.5 ms off."""
 
     def __init__(self, frame: av.AudioFrame, begin: float):
         self.format = (frame.format.name, frame.layout.name, frame.sample_rate)
-        self.begin = self.end = begin
+        self.end = begin
         self.tolerance = max(2.0, float(frame.time_base) * frame.sample_rate)  # samples; a clock tick may be coarse
+        self.samples = 0
+        self.starts: list[float] = []  # run start implied by each frame's timestamp
         self.fifo = av.AudioFifo()
         self.add(frame, begin)
 
@@ -321,6 +326,8 @@ class _AudioRun:
         rate = frame.sample_rate
         if (frame.format.name, frame.layout.name, rate) != self.format or abs(begin - self.end) * rate > self.tolerance:
             return False
+        self.starts.append(begin - self.samples / rate)
+        self.samples += frame.samples
         self.end = begin + frame.samples / rate
         frame.pts = None  # the FIFO would check timestamps against its own count from zero
         self.fifo.write(frame)
@@ -329,8 +336,17 @@ class _AudioRun:
     def resample_into(self, out: np.ndarray, first: int, rate: int) -> None:
         """Resample to mono float at `rate` and copy what falls inside `out` (whose first sample
         is sample number `first`)."""
+        source_rate = self.format[2]
+        first_input = round(float(np.median(self.starts)) * source_rate)
+        # start on an input sample that falls on the output grid, or every output sample would be
+        # a fraction of a sample away from where it is put (drops < 10 ms of the pre-roll margin)
+        skip = -first_input % (source_rate // math.gcd(source_rate, rate))
+        if skip >= self.fifo.samples:
+            return
+        if skip:
+            self.fifo.read(skip)
         joined = self.fifo.read()
-        joined.pts, joined.time_base = round(self.begin * self.format[2]), Fraction(1, self.format[2])
+        joined.pts, joined.time_base = first_input + skip, Fraction(1, source_rate)
         for piece in _to_mono(joined, rate):
             samples = piece.to_ndarray().reshape(-1)
             offset = round(piece.pts * piece.time_base * rate) - first

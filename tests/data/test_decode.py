@@ -141,13 +141,18 @@ def test_short_side_keeps_the_aspect_ratio(write_test_video):
     assert clip.frames.shape == (2, 32, round(101 * 32 / 77), 3)
 
 
-def test_several_windows_from_one_open_file_match_single_windows(write_test_video):
-    path = write_test_video(duration=3.0)
-    windows = [(2.0, 3.0), (0.0, 1.0), (0.5, 2.5)]
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.webm"])
+def test_several_windows_from_one_open_file_match_single_windows(write_test_video, name):
+    path = write_test_video(name, duration=3.0, audio_rate=48000)
+    windows = [(2.5, 4.0), (0.0, 1.0), (0.5, 2.5), (2.0, 3.0)]  # the first one runs into the end of file
     together = decode_clips(path, windows, 4)
     for window, clip in zip(windows, together):
         alone = decode_clip(path, *window, 4)
-        assert torch.equal(clip.frames, alone.frames) and torch.equal(clip.audio, alone.audio)
+        assert torch.equal(clip.frames, alone.frames)
+        # a decoder restarted by a seek differs from a fresh one for a few ms; after that, same samples
+        # in the same places (placement errors would show here: 0.1 ms of this tone moves it by 0.014)
+        assert torch.allclose(clip.audio[160:], alone.audio[160:], atol=2e-3)
+        assert torch.allclose(clip.audio, alone.audio, atol=1e-2)
 
 
 def test_video_or_audio_alone(write_test_video, tmp_path):
