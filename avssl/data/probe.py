@@ -165,6 +165,8 @@ class _PacketScan:
         self.last_corrupt = False
         self.decoded = False
         self.decode_error = ""
+        # a packet without a duration is taken to last one frame
+        self.frame_ticks = max(1, round(1 / (float(stream.average_rate or 25) * stream.time_base)))
         configure_decoder(stream)
 
     def add(self, packet: av.Packet) -> None:
@@ -175,7 +177,7 @@ class _PacketScan:
         stamp = packet.pts if packet.pts is not None else packet.dts
         if stamp is not None:
             self.first = stamp if self.first is None else min(self.first, stamp)
-            stop = stamp + (packet.duration or 0)
+            stop = stamp + (packet.duration or self.frame_ticks)
             self.end = stop if self.end is None else max(self.end, stop)
         if not self.decoded and not self.decode_error:
             self._decode(packet)
@@ -195,8 +197,6 @@ class _PacketScan:
         if self.end is None:
             return None
         end = float(self.end * self.stream.time_base)
-        if self.end == self.first:  # packets without durations: count one frame for the last one
-            end += 1 / float(self.stream.average_rate or 25)
         return max(0.0, end - min(start, float(self.first * self.stream.time_base)))
 
 
