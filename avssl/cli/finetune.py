@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if result.status != "finished":
         print(f"{result.status} at step {result.fit.position.step}; resume with train.resume=true out={cfg.out}")
         return 3
+    if result.metrics_json is None:  # a rank other than 0: rank 0 evaluates and reports
+        return 0
     summary = ", ".join(f"{k}={v:.2f}" for k, v in result.metrics.items())
     print(f"finished in {result.fit.wall_time:.0f}s; {summary}")
     print(f"metrics: {result.metrics_json}")

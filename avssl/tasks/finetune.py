@@ -31,12 +31,12 @@ from avssl.models.av_model import WEIGHTS_FILE
 from avssl.models.classifier import AVClassifier, layer_decay_groups, load_backbone
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
-from avssl.tasks.video_eval import MultiViewDataset, evaluate_classifier, predict_videos
+from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classifier, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.config import TrainConfig
 from avssl.train.pretrain import DataConfig, split_sources, write_rejected
-from avssl.train.trainer import FitResult, Trainer
+from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
 __all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]
 
@@ -127,7 +127,7 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label
     return -(targets * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
 
 
-def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool):
+def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool) -> StepFn:
     """The loop's `step_fn`: targets, optional mixup, forward on the mode's inputs, loss."""
 
     def step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -141,7 +141,7 @@ def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool):
     return step
 
 
-def make_validator(dataset: MultiViewDataset, batch_size: int, num_workers: int):
+def make_validator(dataset: MultiViewDataset, batch_size: int, num_workers: int) -> EvalFn:
     """Each epoch: per-video scores of one centred clip, reported as val_top1 / val_top5 (or val_mAP)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -152,7 +152,7 @@ def make_validator(dataset: MultiViewDataset, batch_size: int, num_workers: int)
     return evaluate
 
 
-def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, val_source: str):
+def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, val_source: str) -> EvalReport:
     """Score the best checkpoint on the test set (or validation) with eval_clips x eval_crops views."""
     data = cfg.data
     best = resolve_checkpoint(run_dir / "checkpoints", which="best")

@@ -82,10 +82,11 @@ def linear_probe(checkpoint: str | Path | AVModel, train_source: str | Path, val
     """Top-1 (and top-5, or mAP when multi-label) of a logistic-regression probe on frozen features.
 
     checkpoint: a checkpoint / run folder (its best checkpoint), a saved-model folder (imported
-    weights), or an `AVModel` (e.g. a random one, for a baseline; it is copied, not changed). train_source / val_source: class
-    folders or CSV manifests; the classes come from the training set. mode: "video", "audio" or "av"
-    (fused as `fusion`). clips: windows per video whose features are averaged. Returns top1, top5
-    (single-label) or mAP, chance_top1, and num_train / num_val / num_classes / feature_dim.
+    weights), or an `AVModel` (e.g. a random one, for a baseline; it is copied, not changed).
+    train_source / val_source: class folders or CSV manifests; the classes come from the training
+    set. mode: "video", "audio" or "av" (fused as `fusion`). clips: windows per video whose features
+    are averaged. l2: weight penalty of the logistic regression. Returns top1, top5 (single-label) or
+    mAP, chance_top1, and num_train / num_val / num_classes / feature_dim.
     """
     backbone = copy.deepcopy(checkpoint) if isinstance(checkpoint, AVModel) else load_backbone(checkpoint)
     torch_device = pick_device(device)

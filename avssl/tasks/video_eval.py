@@ -101,8 +101,8 @@ def per_video(fn: ViewFn, dataset: MultiViewDataset, *, mode: str, batch_size: i
               device: torch.device | str = "cpu", show_progress: bool = False) -> VideoOutputs:
     """Average `fn(video_views, audio_views)` -> (n, K) over every view (clip x crop) of each video.
 
-    mode "video" passes only video (n = clips' crops), "audio" only audio (one view per clip: crops
-    are a picture matter), "av" both (the audio of a clip repeated for each of its crops).
+    Per batch of B clips, mode "video" passes only the video views (n = B x crops), "audio" only the
+    audio (n = B: crops are a picture matter), "av" both (each clip's audio repeated for its crops).
     """
     device = torch.device(device)
     loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
@@ -131,7 +131,12 @@ def per_video(fn: ViewFn, dataset: MultiViewDataset, *, mode: str, batch_size: i
             targets[k], paths[k] = batch["label"][row], batch["path"][row]
     if sums is None:
         raise ValueError("the evaluation dataset yielded no clips")
-    return VideoOutputs(sums / counts[:, None], torch.stack(targets), paths)
+    seen = [k for k in range(num_videos) if counts[k] > 0]
+    if len(seen) < num_videos:  # the dataset replaced videos that failed to decode by their neighbours
+        log.warning("%d of %d videos failed to decode and are left out of the evaluation",
+                    num_videos - len(seen), num_videos)
+    return VideoOutputs(sums[seen] / counts[seen, None], torch.stack([targets[k] for k in seen]),
+                        [paths[k] for k in seen])
 
 
 def predict_videos(model: AVClassifier, dataset: MultiViewDataset, *, batch_size: int = 8, num_workers: int = 2,

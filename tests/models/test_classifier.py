@@ -52,8 +52,9 @@ def test_missing_modality_is_an_error(inputs):
 def test_fusion_mean_averages_the_streams(inputs):
     video, audio = inputs
     model = AVClassifier(create_model("tiny"), 3, mode="av", fusion="mean").eval()
-    streams = [model.backbone.forward_features(video=video)["video"], model.backbone.forward_features(audio=audio)["audio"]]
-    assert torch.allclose(model.features(video, audio), (streams[0] + streams[1]) / 2, atol=1e-6)
+    pooled_video = model.backbone.forward_features(video=video)["video"]
+    pooled_audio = model.backbone.forward_features(audio=audio)["audio"]
+    assert torch.allclose(model.features(video, audio), (pooled_video + pooled_audio) / 2, atol=1e-6)
 
 
 def test_gradients_reach_the_encoders(inputs):

@@ -19,7 +19,8 @@ def test_topk_known_values_and_ties_count_against_the_truth():
     scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
     targets = torch.tensor([0, 1, 2])
     # row 0: rank 1; row 1: rank 2; row 2: tied with class 0 below class 1 -> rank 3
-    assert topk_accuracy(scores, targets, ks=(1, 2, 5)) == pytest.approx({"top1": 100 / 3, "top2": 200 / 3, "top5": 100.0})
+    expected = {"top1": 100 / 3, "top2": 200 / 3, "top5": 100.0}
+    assert topk_accuracy(scores, targets, ks=(1, 2, 5)) == pytest.approx(expected)
     constant = torch.zeros(4, 3)
     assert topk_accuracy(constant, torch.tensor([0, 1, 2, 0]), ks=(1,))["top1"] == 0.0
 

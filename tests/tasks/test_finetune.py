@@ -46,6 +46,7 @@ def _config(corpus: Path, out: Path, *overrides: str) -> FinetuneConfig:
     return load_config(FinetuneConfig, TINY_YAML, base + list(overrides))
 
 
+@pytest.mark.slow
 def test_finetune_from_pretrained_beats_chance(corpus, pretrained_run, tmp_path):
     cfg = _config(corpus, tmp_path / "ft", f"init={pretrained_run}", "train.epochs=8")
     result = run_finetune(cfg)
