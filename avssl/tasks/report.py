@@ -36,7 +36,7 @@ table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: middle; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.thumb { width: 112px; height: auto; image-rendering: pixelated; display: block; }
-audio { width: 220px; } .hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
+audio { width: 220px; } .media { display: flex; align-items: center; gap: 0.6em; } .hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
 """
 
@@ -115,7 +115,7 @@ def media_html(image: str | None, audio: str | None) -> str:
     """An <img> and/or <audio controls> for page-relative sources (either may be missing)."""
     parts = [f'<img class="thumb" src="{image}" alt="frame">' if image else ""]
     parts.append(f'<audio controls preload="metadata" src="{audio}"></audio>' if audio else "")
-    return "".join(parts) or '<span class="muted">(no preview)</span>'
+    return f'<div class="media">{"".join(parts)}</div>' if any(parts) else '<span class="muted">(no preview)</span>'
 
 
 def table_html(header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()) -> str:
@@ -266,11 +266,11 @@ def demo_page(
         "fine-tuning loss (train)": {name: metric_curves(read_metrics(run, "train"), ["loss"])["loss"]
                                      for name, run in finetune_runs.items()},
     }
-    columns = ["v2a_R@1", "v2a_R@5", "v2a_R@10", "v2a_median_rank", "a2v_R@1", "a2v_R@5", "a2v_R@10",
-               "a2v_median_rank"]
-    retrieval_rows = [[name] + [float(m[c]) for c in columns] for name, m in retrieval.items()]
+    columns = [f"{d}_{m}" for d in ("v2a", "a2v") for m in ("R@1", "R@5", "R@10", "median_rank", "class_P@1")]
+    retrieval_rows = [[name] + [float(m.get(c, float("nan"))) for c in columns] for name, m in retrieval.items()]
     chance = next(iter(retrieval.values()), {}).get("chance_R@1", float("nan"))
-    finetune_rows = [[name, float(m["top1"]), float(m.get("top5", float("nan")))] for name, m in finetune.items()]
+    finetune_rows = [[name] + [float(m.get(key, float("nan"))) for key in ("top1", "top5", "probe_top1")]
+                     for name, m in finetune.items()]
     confusion = (f'<figure><img src="{assets.copy(confusion_png)}" alt="confusion matrix">'
                  "<figcaption>rows: true class, columns: predicted</figcaption></figure>") if confusion_png else ""
     timing_rows = [[stage, float(seconds)] for stage, seconds in timings.items()]
@@ -279,11 +279,16 @@ def demo_page(
         + "<h2>Pretraining</h2>" + curves_html(pre_curves)
         + "<h2>Cross-modal retrieval on held-out clips</h2>"
         + table_html(["model"] + [c.replace("_", " ") for c in columns], retrieval_rows)
-        + f'<p class="muted">R@k in percent; chance R@1 is {chance:.1f} %. Median rank: lower is better.</p>'
+        + f'<p class="muted">v2a: the frames of each clip query the sounds of all clips; a2v: the other way. '
+        f"R@k: percent of queries whose own clip is among the top k (chance R@1 {chance:.1f} %); median rank: "
+        "lower is better; class P@1: percent whose top match has the query's class.</p>"
         + "<h2>Retrieval examples: nearest sounds for a clip's frames</h2>"
         + '<p class="muted">Green: the query\'s own soundtrack.</p>' + examples_html(assets, examples)
         + "<h2>Action recognition fine-tuning (same labels)</h2>"
-        + table_html(["initialisation", "top-1 (%)", "top-5 (%)"], finetune_rows)
+        + table_html(["initialisation", "fine-tuned top-1 (%)", "fine-tuned top-5 (%)", "linear probe top-1 (%)"],
+                     finetune_rows)
+        + '<p class="muted">Linear probe: a logistic regression on the frozen encoder\'s features '
+        "(pretrained, or the random initialisation the scratch run starts from).</p>"
         + curves_html(ft_curves) + confusion
         + "<h2>Time</h2>" + table_html(["stage", "seconds"], timing_rows)
     )

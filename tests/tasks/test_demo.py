@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -45,16 +44,25 @@ def test_demo_runs_and_writes_its_report(tmp_path: Path, capsys: pytest.CaptureF
     printed = capsys.readouterr().out
     report = out / "report.html"
     assert f"report: {report.resolve()}" in printed
-    assert re.search(r"pretrained \d+\.\d / \d+\.\d %, random init \d+\.\d / \d+\.\d %", printed)
-    assert re.search(r"from pretrained \d+\.\d %, from scratch \d+\.\d %", printed)
+    retrieval_line = re.search(r"R@1 video->audio (\S+) vs (\S+) %, audio->video (\S+) vs (\S+) % "
+                               r"\(chance (\S+) %\); top match of the query's class (\S+) vs (\S+) %", printed)
+    finetune_line = re.search(r"fine-tuned from pretrained (\S+) %, from scratch (\S+) %; "
+                              r"linear probe on frozen features (\S+) % vs (\S+) %", printed)
+    assert retrieval_line and finetune_line, printed
 
     results = json.loads((out / "results.json").read_text())
     assert set(results["retrieval"]) == {"pretrained", "random init"}
     assert results["retrieval"]["pretrained"]["num_clips"] == 2  # one held-out video per class
-    for run in ("pretrained", "scratch"):
-        assert 0 <= results["finetune"][run]["top1"] <= 100 and not math.isnan(results["finetune"][run]["top1"])
-    assert set(results["timings"]) == {"synthetic corpus", "pretraining", "retrieval evaluation",
-                                       "fine-tuning from pretrained", "fine-tuning from scratch", "report"}
+    pre, rnd = results["retrieval"]["pretrained"], results["retrieval"]["random init"]
+    ft, scratch = results["finetune"]["pretrained"], results["finetune"]["scratch"]
+    # the printed headline is the measured numbers
+    assert retrieval_line.groups()[:5] == tuple(f"{v:.1f}" for v in (
+        pre["v2a_R@1"], rnd["v2a_R@1"], pre["a2v_R@1"], rnd["a2v_R@1"], pre["chance_R@1"]))
+    assert finetune_line.groups() == tuple(f"{v:.1f}" for v in (
+        ft["top1"], scratch["top1"], ft["probe_top1"], scratch["probe_top1"]))
+    assert pre["chance_R@1"] == 50.0 and all(0 <= v <= 100 for v in (ft["top1"], scratch["top1"]))
+    assert set(results["timings"]) == {"synthetic corpus", "pretraining", "retrieval evaluation", "fine-tuning from "
+                                       "pretrained", "fine-tuning from scratch", "linear probes", "report"}
     assert results["wall_time"] >= sum(results["timings"].values()) - 1
 
     html = report.read_text()
