@@ -15,6 +15,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -36,7 +37,8 @@ table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: middle; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.thumb { width: 112px; height: auto; image-rendering: pixelated; display: block; }
-audio { width: 220px; } .media { display: flex; align-items: center; gap: 0.6em; } .hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
+audio { width: 220px; } .media { display: flex; align-items: center; gap: 0.6em; }
+.hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
 """
 
@@ -77,8 +79,9 @@ class PageAssets:
         return self.dir / f"{self._count:03d}{suffix}"
 
     def src(self, path: Path) -> str:
-        """`path` relative to the page, as an HTML attribute value."""
-        return html.escape(Path(os.path.relpath(path, self.html_path.parent)).as_posix(), quote=True)
+        """`path` relative to the page, as a URL-quoted HTML attribute value (page names may hold
+        spaces, '#' or '?')."""
+        return html.escape(quote(Path(os.path.relpath(path, self.html_path.parent)).as_posix()), quote=True)
 
     def clip(self, path: str, start: float, end: float, *, frame: bool = True,
              sound: bool = True) -> tuple[str | None, str | None]:
@@ -90,7 +93,9 @@ class PageAssets:
             log.warning("no preview for %s [%.2f, %.2f]: %s", path, start, end, err)
             return None, None
         image = self.src(save_thumbnail(clip.frames[0], self._name(".jpg"))) if frame and len(clip.frames) else None
-        audio = self.src(save_wav(clip.audio, self.audio_rate, self._name(".wav"))) if sound and clip.has_audio else None
+        audio = None
+        if sound and clip.has_audio:
+            audio = self.src(save_wav(clip.audio, self.audio_rate, self._name(".wav")))
         return image, audio
 
     def image(self, path: str | Path) -> str:

@@ -4,10 +4,12 @@ Not a test module: test_report.py and test_demo.py import it (pytest puts this f
 """
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -35,7 +37,7 @@ window.addEventListener('load', () => {
 def referenced_files(page: Path) -> list[Path]:
     """Every local file an <img src> or <audio src> of the page points to."""
     sources = re.findall(r'<(?:img|audio|source)\b[^>]*\bsrc="([^"]+)"', page.read_text())
-    return [page.parent / src for src in sources]
+    return [page.parent / unquote(html.unescape(src)) for src in sources]
 
 
 def find_browser() -> str | None:

@@ -6,7 +6,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -78,7 +77,7 @@ def test_retrieval_page_with_image_query(tmp_path: Path) -> None:
 def test_retrieval_page_with_sound_query(tmp_path: Path) -> None:
     media = media_folder(tmp_path)
     matches = [Match(0.7, str(media["silent"]), 0.0, 1.0), Match(0.2, str(media["a"]), 0.0, 1.0)]
-    page = retrieval_page(tmp_path / "sound.html", media["wav"], "audio", (0.0, 1.0), matches)
+    page = retrieval_page(tmp_path / "odd #1 name?.html", media["wav"], "audio", (0.0, 1.0), matches)
     html = page.read_text()
     # the query is a sound (player, no frame); video results show frames only
     assert html.count("<audio controls") == 1 and html.count('<img class="thumb"') == 2
@@ -106,10 +105,12 @@ def demo_report(tmp_path: Path) -> Path:
                                [Match(0.8, str(media["a"]), 0.0, 1.0), Match(0.4, str(media["b"]), 0.0, 1.0)],
                                ["circle", "square"])
     return demo_page(
-        tmp_path / "demo" / "report.html", summary=["headline <numbers>"], pretrain_run=fake_run(tmp_path / "pre", 8, True),
+        tmp_path / "demo" / "report.html", summary=["headline <numbers>"],
+        pretrain_run=fake_run(tmp_path / "pre", 8, True),
         retrieval={"pretrained": {**metrics, "chance_R@1": 12.5}, "random init": {**metrics, "v2a_R@1": 12.5}},
         examples=[example], finetune={"pretrained": {"top1": 87.5, "top5": 100.0}, "scratch": {"top1": 50.0}},
-        finetune_runs={"pretrained": fake_run(tmp_path / "ft1", 6, False), "scratch": fake_run(tmp_path / "ft2", 6, False)},
+        finetune_runs={"pretrained": fake_run(tmp_path / "ft1", 6, False),
+                       "scratch": fake_run(tmp_path / "ft2", 6, False)},
         confusion_png=confusion, timings={"pretraining": 123.4},
     )
 
