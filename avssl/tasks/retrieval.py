@@ -6,9 +6,13 @@ featurised here from an image (repeated as a still clip), a video file (the fram
 centre clip) or the sound of an audio/video file, with the same decoder and evaluation
 transforms as the dataset, so a query looks to the model exactly like a gallery clip.
 
-    >>> model = avssl.load_model("runs/pretrain")
-    >>> index = avssl.RetrievalIndex.load("gallery.pt")
+    >>> from avssl.tasks.embed import load_checkpoint_model
+    >>> from avssl.tasks.retrieval import embed_query
+    >>> model = load_checkpoint_model("runs/pretrain")          # a run folder: its best checkpoint
+    >>> index = avssl.RetrievalIndex.load("gallery.pt")          # from `avssl embed`, or:
+    >>> index = avssl.RetrievalIndex.build(model, "videos/")     # embed a folder now
     >>> index.search(embed_query(model, "dog.jpg", "video"), k=5, target="audio")
+    [Match(score=0.62, path='videos/dog_bark.mp4', start=3.0, end=5.0), ...]
 """
 from __future__ import annotations
 
@@ -54,6 +58,12 @@ class RetrievalIndex:
     def load(cls, path: str | Path) -> "RetrievalIndex":
         """An index over an embeddings file written by `avssl embed` (.pt or .safetensors)."""
         return cls(Embeddings.load(path))
+
+    @classmethod
+    def build(cls, checkpoint: str | Path | AVModel, source: str | Path, **embed_kwargs: Any) -> "RetrievalIndex":
+        """An index over every clip of `source` (folder, class folders or CSV), embedded now with a
+        checkpoint path or a model; `embed_kwargs` go to `avssl.tasks.embed.embed_source`."""
+        return cls(embed_source(checkpoint, source, **embed_kwargs))
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -217,4 +227,4 @@ def open_gallery(gallery: str | Path, model: AVModel, **embed_kwargs: Any) -> Re
                 "embed the gallery with the same checkpoint"
             )
         return index
-    return RetrievalIndex(embed_source(model, gallery, **embed_kwargs))
+    return RetrievalIndex.build(model, gallery, **embed_kwargs)

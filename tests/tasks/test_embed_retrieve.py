@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import avssl
 from avssl.data.decode import decode_clip
 from avssl.data.synthetic import make_corpus, write_video
 from avssl.models.factory import create_model, load_model
@@ -164,6 +165,8 @@ def test_open_gallery_from_file_or_source(gallery: Embeddings, corpus: Path, che
     from_file = open_gallery(gallery.save(tmp_path / "g.safetensors"), model)
     from_source = open_gallery(corpus / "train.csv", model, num_workers=0, show_progress=False)
     assert torch.allclose(from_file.embeddings.video_emb, from_source.embeddings.video_emb, atol=1e-5)
+    built = avssl.RetrievalIndex.build(checkpoint, corpus / "train.csv", num_workers=0, show_progress=False)
+    assert torch.allclose(built.embeddings.audio_emb, from_file.embeddings.audio_emb, atol=1e-5)
     other = create_model("tiny", proj_dim=32)
     with pytest.raises(ValueError, match="same checkpoint"):
         open_gallery(tmp_path / "g.safetensors", other)
