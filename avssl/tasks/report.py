@@ -173,12 +173,13 @@ def shown_path(path: str, root: str | Path | None) -> str:
     return path
 
 
-def match_rows(assets: PageAssets, matches: Sequence, target: str, true_path: str | None = None,
+def match_rows(assets: PageAssets, matches: Sequence, true_path: str | None = None,
                root: str | Path | None = None) -> tuple[list, list]:
-    """Table rows (rank, score, clip, preview) for search results; the true clip is highlighted."""
+    """Table rows (rank, score, clip, preview: frame and sound) for search results; the true clip
+    is highlighted."""
     rows, classes = [], []
     for rank, match in enumerate(matches, 1):
-        image, audio = assets.clip(match.path, match.start, match.end, frame=True, sound=target == "audio")
+        image, audio = assets.clip(match.path, match.start, match.end)
         where = f"{shown_path(match.path, root)} [{match.start:.2f}–{match.end:.2f} s]"
         rows.append([rank, float(match.score), where, media_html(image, audio)])
         classes.append("hit" if true_path is not None and match.path == true_path else "")
@@ -187,11 +188,11 @@ def match_rows(assets: PageAssets, matches: Sequence, target: str, true_path: st
 
 def retrieval_page(out: str | Path, query: str | Path, modality: str, window: tuple[float, float],
                    matches: Sequence, *, checkpoint: str = "", gallery: str = "", audio_rate: int = 16000) -> Path:
-    """The `avssl retrieve --html` page: the query's preview, then each match with its
-    thumbnail and (for sound results) an audio player."""
+    """The `avssl retrieve --html` page: the query's preview (its image or frame, and its sound
+    for an audio query), then each match with its thumbnail and an audio player."""
     assets = PageAssets(out, audio_rate)
     target = "audio" if modality == "video" else "video"
-    rows, classes = match_rows(assets, matches, target)
+    rows, classes = match_rows(assets, matches)
     body = (
         f"<p>Query <code>{esc(query)}</code> ({esc(modality)}), nearest {esc(target)} clips in "
         f"<code>{esc(gallery)}</code> by <code>{esc(checkpoint)}</code>.</p>"
@@ -231,7 +232,7 @@ def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> s
     blocks = []
     for example in examples:
         image, _ = assets.clip(example.path, example.start, example.end, frame=True, sound=False)
-        rows, classes = match_rows(assets, example.matches, "audio", true_path=example.path,
+        rows, classes = match_rows(assets, example.matches, true_path=example.path,
                                    root=assets.html_path.parent)
         for row, label in zip(rows, example.match_labels):
             row.insert(3, label)

@@ -38,7 +38,9 @@ def test_few_labels_keeps_the_first_videos_of_each_class(tmp_path: Path) -> None
     assert rows[1].split(",")[0] == str((tmp_path / "c" / "a" / "0.mp4").resolve())
 
 
-def test_demo_runs_and_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_and_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing from the repository (configs/) is needed
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *TOY]) == 0
     printed = capsys.readouterr().out

@@ -79,8 +79,8 @@ def test_retrieval_page_with_sound_query(tmp_path: Path) -> None:
     matches = [Match(0.7, str(media["silent"]), 0.0, 1.0), Match(0.2, str(media["a"]), 0.0, 1.0)]
     page = retrieval_page(tmp_path / "odd #1 name?.html", media["wav"], "audio", (0.0, 1.0), matches)
     html = page.read_text()
-    # the query is a sound (player, no frame); video results show frames only
-    assert html.count("<audio controls") == 1 and html.count('<img class="thumb"') == 2
+    # the query is a sound (player, no frame); every result shows its frame, and its sound when it has one
+    assert html.count("<audio controls") == 2 and html.count('<img class="thumb"') == 2
     assert all(f.is_file() for f in referenced_files(page))
     assert browser_problems(page, tmp_path) == []
 
