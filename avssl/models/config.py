@@ -100,6 +100,11 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"model config {self.name!r}: {message}")
 
+    def preprocessing(self) -> dict[str, Any]:
+        """The input preparation these weights expect, as keyword arguments of `ClipDataset`."""
+        return dict(audio_rate=self.audio_rate, num_mel_bins=self.num_mel_bins, image_mean=self.image_mean,
+                    image_std=self.image_std, fbank_mean=self.fbank_mean, fbank_std=self.fbank_std)
+
     @property
     def video_grid(self) -> tuple[int, int, int]:
         """Token grid (T', H', W') of a clip at the configured size."""

@@ -90,14 +90,9 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path) -> tuple[
         num_frames=data.num_frames or model_cfg.num_frames,
         frame_size=data.frame_size or model_cfg.frame_size,
         clip_duration=data.clip_duration or model_cfg.clip_duration,
-        audio_rate=model_cfg.audio_rate,
-        num_mel_bins=model_cfg.num_mel_bins,
         seed=cfg.seed,
         short=data.short_videos,
-        image_mean=model_cfg.image_mean,
-        image_std=model_cfg.image_std,
-        fbank_mean=model_cfg.fbank_mean,
-        fbank_std=model_cfg.fbank_std,
+        **model_cfg.preprocessing(),
     )
     train = ClipDataset(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
     val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
