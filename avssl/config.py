@@ -34,6 +34,14 @@ def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key {where}{key!r}{hint}")
 
 
+def _number(text: str, key: str) -> float:
+    """A float written as text, such as YAML's string reading of `1e-4`."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check `value` against a type annotation, converting where YAML is looser than Python."""
     origin = typing.get_origin(annotation)
@@ -76,6 +84,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
     if annotation is float:
+        if isinstance(value, str):
+            value = _number(value, key)  # YAML 1.1 reads `2e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

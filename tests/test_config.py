@@ -69,3 +69,12 @@ def test_saved_config_loads_back_identically(tmp_path):
     cfg = load_config(Outer, None, ["train.lr=0.25", "model.name=small"])
     again = load_config(Outer, save_config(cfg, tmp_path / "config.yaml"))
     assert again == cfg
+
+
+def test_exponent_without_dot_is_a_number_in_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 2e-3\n")  # PyYAML reads this as the string '2e-3'
+    assert load_config(Outer, path).train.lr == pytest.approx(2e-3)
+    assert load_config(Outer, None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="train.lr: expected a number, got 'fast'"):
+        load_config(Outer, None, ["train.lr=fast"])
