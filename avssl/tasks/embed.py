@@ -108,8 +108,7 @@ def clip_dataset(model: AVModel, source: str | Path, *, clips_per_video: int = 1
     cfg = model.config
     return ClipDataset(
         source, num_frames=cfg.num_frames, clip_duration=cfg.clip_duration, frame_size=cfg.frame_size,
-        sampler="constant", clips_per_video=clips_per_video, train=False, audio_rate=cfg.audio_rate,
-        num_mel_bins=cfg.num_mel_bins,
+        sampler="constant", clips_per_video=clips_per_video, train=False, **cfg.preprocessing(),
     )
 
 

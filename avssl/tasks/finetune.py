@@ -185,7 +185,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         shape = dict(num_frames=data.num_frames, frame_size=data.frame_size, clip_duration=data.clip_duration)
         train_set = ClipDataset(
             train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=cfg.seed,
-            short=data.short_videos, audio_rate=model_cfg.audio_rate, num_mel_bins=model_cfg.num_mel_bins,
+            short=data.short_videos, **model_cfg.preprocessing(),
             **{k: v or getattr(model_cfg, k) for k, v in shape.items()},
         )
         if not train_set.classes:

@@ -77,8 +77,7 @@ class MultiViewDataset(ClipDataset):
         super().__init__(
             source, num_frames=num_frames or model_config.num_frames, frame_size=frame_size,
             clip_duration=clip_duration or model_config.clip_duration, sampler="constant", clips_per_video=clips,
-            train=False, audio_rate=model_config.audio_rate, num_mel_bins=model_config.num_mel_bins, seed=seed,
-            classes=classes, short=short,
+            train=False, seed=seed, classes=classes, short=short, **model_config.preprocessing(),
         )
         self.clips = clips
         self.video_transform = SpatialCrops(frame_size, crops, model_config.image_mean, model_config.image_std)
