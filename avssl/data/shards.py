@@ -1,0 +1,317 @@
+"""ShardDataset: ClipDataset's clips, streamed from the WebDataset tar shards `avssl shard` writes.
+
+Shards are read with the `webdataset` package, so a shard can be a local file, an http(s) URL,
+``pipe:COMMAND`` (e.g. ``pipe:aws s3 cp s3://bucket/shard-000000.tar -``) or any other scheme its
+``gopen`` knows. Clips are decoded from the bytes in memory with the same decoder, sampler and
+transforms as ClipDataset, and every draw is keyed by the item index ClipDataset gives the same clip
+(computed from the packed ``index`` and the segment lengths in ``index.json``): for the same seed and
+epoch the two datasets give equal items, whatever the shard, rank or worker.
+
+How an epoch is split: the shard order is a permutation drawn from (seed, epoch); rank r takes
+shards r, r + world_size, ... of it, and within a rank DataLoader worker w of the A = min(workers,
+shards // world_size) active ones takes every A-th of the rank's shards (other workers stay idle).
+With ``fixed_length`` (training) every rank yields ceil(items / world_size) items per epoch, dealt to
+its workers in blocks of ``batch_size`` so that the DataLoader's round-robin over workers gives the
+blocks in order: a worker whose shards hold fewer items than its share starts them again, one with
+more stops early (the per-epoch shard order changes which). Without it (evaluation) each worker reads
+its shards exactly once.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from webdataset.filters import shuffle as shuffle_filter
+from webdataset.gopen import gopen
+from webdataset.shardlists import expand_urls
+from webdataset.tariterators import tarfile_samples
+from torch.utils.data import IterableDataset, get_worker_info
+
+from avssl.data.audio import FBANK_MEAN, FBANK_STD, AudioTransform, target_frames
+from avssl.data.datasets import MAX_CONSECUTIVE_FAILURES
+from avssl.data.decode import DecodeError, decode_clips
+from avssl.data.probe import VideoInfo
+from avssl.data.sampling import ClipSampler, make_sampler, seed_from
+from avssl.data.shard_writer import INDEX_FORMAT, INDEX_NAME
+from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_resize
+
+log = logging.getLogger(__name__)
+
+_ORDER, _BUFFER = 1, 2  # salts that keep the shard-order and shuffle-buffer seeds apart
+
+
+def _is_url(text: str) -> bool:
+    """True for ``scheme:...`` strings webdataset opens (http://, pipe:, s3://, ...), not for local paths."""
+    head = text.split(":", 1)[0]
+    return ":" in text and len(head) > 1 and head.isalnum()
+
+
+def is_shard_source(source: str | Path) -> bool:
+    """Whether `source` names shards: a folder with an avssl shard index, or .tar file(s) / a URL or
+    brace pattern of them."""
+    text = str(source)
+    if Path(text).is_dir():
+        return (Path(text) / INDEX_NAME).is_file()
+    return any(url.endswith(".tar") for url in expand_urls(text))
+
+
+def read_index(location: str | Path) -> dict:
+    """The shard index (``index.json``) at a local path or a URL webdataset can open."""
+    text = str(location)
+    try:
+        with (gopen(text, "rb") if _is_url(text) else open(text, "rb")) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{text}: no shard index; write shards with `avssl shard DATA --out DIR` "
+                                "or pass the index's location (index=...)") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{text}: cannot read the shard index: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{text} is not an avssl shard index (no \"format\": \"{INDEX_FORMAT}\")")
+    return data
+
+
+def resolve_shards(shards: str | Path | Sequence[str | Path], index: str | Path | None = None
+                   ) -> tuple[list[str], dict, list[dict]]:
+    """(shard URLs, the index, each shard's index entry) for a shard folder, a path / URL / brace pattern
+    (``shard-{000000..000009}.tar``, several joined by ``::``) or a list of them. The index is `index`,
+    else the folder's, else ``index.json`` beside the first shard."""
+    if isinstance(shards, (str, os.PathLike)) and Path(shards).is_dir():
+        folder = Path(shards)
+        data = read_index(index or folder / INDEX_NAME)
+        return [str(folder / s["name"]) for s in data["shards"]], data, list(data["shards"])
+    if isinstance(shards, (str, os.PathLike)):
+        urls = expand_urls(str(shards))
+    else:
+        urls = [str(s) for s in shards]
+    if not urls:
+        raise ValueError("no shards given")
+    missing = [u for u in urls if not _is_url(u) and not os.path.isfile(u)]
+    if missing:
+        raise FileNotFoundError(f"shard not found: {missing[0]}" + (f" (and {len(missing) - 1} more)"
+                                                                     if len(missing) > 1 else ""))
+    if index is None:
+        if urls[0].startswith("pipe:"):
+            raise ValueError(f"{urls[0]}: the index cannot be found beside a pipe: shard; pass index=URL")
+        index = urls[0].rsplit("/", 1)[0] + "/" + INDEX_NAME if "/" in urls[0] else INDEX_NAME
+    data = read_index(index)
+    by_name = {s["name"]: s for s in data["shards"]}
+    entries = []
+    for url in urls:
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        if name not in by_name:
+            raise ValueError(f"{url}: {name} is not one of the {len(by_name)} shards listed in {index}")
+        entries.append(by_name[name])
+    return urls, data, entries
+
+
+class ShardDataset(IterableDataset):
+    """ClipDataset's items (same keys, same values for the same seed) streamed from tar shards.
+
+    `shards`: a folder written by `avssl shard`, shard paths or URLs, or a brace pattern of them
+    (see `resolve_shards`); `index`: where ``index.json`` is when not beside the shards. The clip
+    arguments are ClipDataset's. ``shuffle`` permutes the shard order every epoch;
+    ``shuffle_buffer`` (videos held in memory per worker) mixes the items of consecutive videos.
+    ``rank``/``world_size`` and ``batch_size``/``drop_last`` set how an epoch is split (module
+    docstring); `split` returns a copy with them changed (what `build_loader` uses).
+
+    ``len()`` is the number of items this rank yields in the current epoch. A video that fails to
+    decode is logged, counted in ``decode_failures`` and replaced by the next item of the stream.
+    """
+
+    def __init__(self, shards: str | Path | Sequence[str | Path], *, index: str | Path | None = None,
+                 num_frames: int = 8, clip_duration: float = 2.0, frame_size: int = 112,
+                 sampler: str | ClipSampler = "random", clips_per_video: int = 1, train: bool = True,
+                 audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0, classes: list[str] | None = None,
+                 short: str = "pad", image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 image_std: tuple[float, float, float] = IMAGENET_STD, fbank_mean: float = FBANK_MEAN,
+                 fbank_std: float = FBANK_STD, shuffle: bool = True, shuffle_buffer: int = 16,
+                 fixed_length: bool = True, rank: int = 0, world_size: int = 1, batch_size: int = 1,
+                 drop_last: bool = False):
+        if isinstance(sampler, str):
+            sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
+        self.sampler = sampler
+        self.num_frames = num_frames
+        self.clip_duration = sampler.clip_duration
+        self.audio_rate = audio_rate
+        self.short_side = eval_resize(frame_size)
+        self.seed = seed
+        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
+        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
+                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
+        self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
+        self.epoch, self.start, self.decode_failures = 0, 0, 0
+
+        self.urls, data, entries = resolve_shards(shards, index)
+        self.multi_label = bool(data["multi_label"])
+        self.classes = list(data["classes"]) if classes is None else list(classes)
+        unknown = sorted(set(data["classes"]) - set(self.classes))
+        if unknown:
+            raise ValueError(f"label {unknown[0]!r} in the shards is not one of the {len(self.classes)} given classes")
+        self._class_index = {c: i for i, c in enumerate(self.classes)}
+        self.rejected = [VideoInfo(r["path"], False, r["reason"]) for r in data.get("rejected", [])]
+        # items per packed video, and the ClipDataset index of each video's first item
+        self._counts = np.array([sampler.num_items(d) for d in data["durations"]], np.int64)
+        self._first_item = np.concatenate([[0], np.cumsum(self._counts)])
+        self._shard_items = np.array([int(self._counts[s["indices"]].sum()) for s in entries], np.int64)
+        self.total_items = int(self._shard_items.sum())
+        if self.total_items == 0:
+            raise ValueError(f"{shards}: none of the {sum(s['videos'] for s in entries)} videos gives a "
+                             f"{self.clip_duration:g} s clip (all shorter, short='skip')")
+        self.rank, self.world_size, self.batch_size, self.drop_last = 0, 1, 1, False
+        self._check_split(rank, world_size, batch_size, drop_last)
+
+    def _check_split(self, rank: int, world_size: int, batch_size: int, drop_last: bool) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if len(self.urls) < world_size:
+            raise ValueError(f"{len(self.urls)} shards cannot be split across {world_size} ranks: write smaller "
+                             "shards (avssl shard --shard-size) so that there are at least as many as ranks")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.rank, self.world_size, self.batch_size, self.drop_last = rank, world_size, batch_size, drop_last
+
+    def split(self, *, rank: int, world_size: int, batch_size: int = 1, drop_last: bool = False,
+              shuffle: bool | None = None) -> "ShardDataset":
+        """A copy that yields rank `rank`'s part of each epoch in blocks of `batch_size` (module docstring)."""
+        other = copy.copy(self)
+        other._check_split(rank, world_size, batch_size, drop_last)
+        other.shuffle = self.shuffle if shuffle is None else shuffle
+        return other
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch (shard order and clip draws); skip the first `start` items this rank
+        yields in it (those consumed before a restart; a multiple of ``batch_size``)."""
+        if start and not self.fixed_length:
+            raise ValueError("resuming mid-epoch (start > 0) needs fixed_length=True")
+        self.epoch, self.start = epoch, 0
+        if not 0 <= start <= len(self):
+            raise ValueError(f"start must be in [0, {len(self)}] for this rank, got {start}")
+        self.start = start
+
+    def _rank_shards(self) -> np.ndarray:
+        order = np.arange(len(self.urls))
+        if self.shuffle:
+            order = np.random.default_rng(seed_from(self.seed, self.epoch, _ORDER)).permutation(len(self.urls))
+        return order[self.rank::self.world_size]
+
+    def _active_workers(self, num_workers: int) -> int:
+        return max(1, min(num_workers, len(self.urls) // self.world_size))
+
+    def _rank_items(self) -> int:
+        if self.fixed_length:
+            return math.ceil(self.total_items / self.world_size)
+        return int(self._shard_items[self._rank_shards()].sum())
+
+    def _blocks(self) -> int:
+        items = self._rank_items()
+        return items // self.batch_size if self.drop_last else math.ceil(items / self.batch_size)
+
+    def __len__(self) -> int:
+        full = self._blocks() * self.batch_size if self.fixed_length and self.drop_last else self._rank_items()
+        return full - self.start
+
+    def worker_plan(self, worker: int, num_workers: int) -> tuple[list[int], int, int]:
+        """(shard numbers, items to yield, items to skip first) of DataLoader worker `worker` of
+        `num_workers` on this rank in the current epoch; items is -1 for "each shard once"."""
+        active = self._active_workers(num_workers)
+        if worker >= active:
+            return [], 0, 0
+        shards = self._rank_shards()[worker::active].tolist()
+        if not self.fixed_length:
+            return shards, -1, 0
+        blocks, size = self._blocks(), self.batch_size
+        items = (blocks // active + (worker < blocks % active)) * size
+        short = size * blocks - self._rank_items()  # the last block is partial without drop_last
+        if short > 0 and (blocks - 1) % active == worker:
+            items -= short
+        consumed = self.start // size
+        skip = (consumed // active + (worker < consumed % active)) * size
+        return shards, items, min(skip, items)
+
+    def __iter__(self) -> Iterator[dict | list[dict]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        shards, count, skip = self.worker_plan(worker, num_workers)
+        if not shards:
+            return
+        if count > 0 and int(self._shard_items[shards].sum()) == 0:
+            raise ValueError(f"rank {self.rank} worker {worker}: its {len(shards)} shards hold no usable items")
+        stream = self._stream(shards, repeat=count >= 0)
+        if self.shuffle_buffer > 1:
+            buffer_seed = seed_from(self.seed, self.epoch, self.rank, worker, _BUFFER)
+            stream = shuffle_filter(self.shuffle_buffer, self.shuffle_buffer, seed=buffer_seed)(stream)
+        yielded, failures = 0, []
+        for position, (sample, meta, index, item) in enumerate(stream):
+            if 0 <= count <= yielded:
+                return
+            if position < skip:
+                yielded += 1
+                continue
+            try:
+                out = self._load(sample, meta, index, item)
+            except (DecodeError, OSError) as err:
+                self.decode_failures += 1
+                failures.append(f"{meta['path']} (from {sample['__url__']}): {err}")
+                log.warning("decode failed, using the next video instead: %s", failures[-1])
+                if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+                    raise RuntimeError(f"{len(failures)} videos in a row failed to decode; "
+                                       f"last errors: {failures[-3:]}") from err
+                continue
+            failures = []
+            yielded += 1
+            yield out
+
+    def _stream(self, shards: list[int], repeat: bool) -> Iterator[tuple[dict, dict, int, int]]:
+        """(sample, its metadata, item index, item number within the video) for every item in the
+        shards, in shard order; again and again when `repeat`."""
+        while True:
+            for shard in shards:
+                for sample in tarfile_samples([{"url": self.urls[shard]}]):
+                    meta = json.loads(sample["json"])
+                    video = meta["index"]
+                    if not 0 <= video < len(self._counts):
+                        raise ValueError(f"{self.urls[shard]}: video index {video} is not in the shard index "
+                                         f"({len(self._counts)} videos); is the index from another run?")
+                    for item in range(int(self._counts[video])):
+                        yield sample, meta, int(self._first_item[video]) + item, item
+            if not repeat:
+                return
+
+    def _load(self, sample: dict, meta: dict, index: int, item: int) -> dict | list[dict]:
+        """Decode and transform one item, exactly as ClipDataset would for `index`."""
+        clips = self.sampler.sample(meta["duration"], seed=self.seed, epoch=self.epoch, index=index, item=item)
+        offset, path = meta["start"], meta["path"]
+        data = io.BytesIO(sample[meta["ext"]])
+        data.name = f"{path} (in {sample['__url__']})"  # names the video in decode errors
+        decoded = decode_clips(data, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
+                               audio_rate=self.audio_rate, short_side=self.short_side)
+        generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
+        label = self._label(meta)
+        out = [{
+            "video": self.video_transform(d.frames, generator),
+            "audio": self.audio_transform(d.audio, generator),
+            "has_audio": torch.tensor(d.has_audio),
+            "label": label,
+            "path": path,
+            "clip_start": offset + c.start,
+            "clip_end": offset + c.end,
+            "clip_index": c.clip_index,
+            "index": index,
+        } for d, c in zip(decoded, clips)]
+        return out if len(out) > 1 else out[0]
+
+    def _label(self, meta: dict) -> torch.Tensor:
+        if self.multi_label:
+            target = torch.zeros(len(self.classes), dtype=torch.float32)
+            target[[self._class_index[n] for n in meta["labels"]]] = 1.0
+            return target
+        return torch.tensor(self._class_index[meta["label"]] if meta["label"] is not None else -1, dtype=torch.int64)
