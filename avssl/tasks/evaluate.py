@@ -5,18 +5,25 @@ the one right answer for its frames (video->audio) and the other way round
 (audio->video). Ranks come from `avssl.tasks.metrics` (batched matrix products, ties
 counted against the query), so tens of thousands of clips take seconds on a CPU.
 Clips without sound are left out of both directions.
+
+Published figures are measured on subsets (CAV-MAE: 5 clips per class of the AudioSet eval and
+VGGSound test sets); `evaluate_retrieval(..., per_class=N, seed=S)` draws such a subset
+reproducibly (`avssl.tasks.protocol`) so that numbers can be set beside them.
 """
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from avssl.data.manifest import write_manifest
 from avssl.tasks.embed import Embeddings, embed_source
 from avssl.tasks.metrics import cross_modal_retrieval
+from avssl.tasks.protocol import draw_protocol_subset
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +58,32 @@ def retrieval_metrics(embeddings: Embeddings, ks: tuple[int, ...] = KS) -> dict[
     return metrics
 
 
-def evaluate_retrieval(checkpoint: Any, source: str | Path, **embed_kwargs: Any) -> dict[str, float]:
+def evaluate_retrieval(checkpoint: Any, source: str | Path, *, per_class: int | None = None, seed: int = 0,
+                       subset_csv: str | Path | None = None, **embed_kwargs: Any) -> dict[str, Any]:
     """Embed `source` with a checkpoint (or model) and evaluate retrieval on it; `embed_kwargs`
-    go to `embed_source` (clips_per_video, batch_size, num_workers, device, show_progress)."""
-    embeddings = embed_source(checkpoint, source, **embed_kwargs)
+    go to `embed_source` (clips_per_video, batch_size, num_workers, device, show_progress).
+
+    per_class: evaluate on the protocol subset instead of every clip: `per_class` clips of each
+    class drawn with `seed` (`avssl.tasks.protocol`; CAV-MAE used 5 per class of the AudioSet
+    eval and VGGSound test sets). The metrics then hold a "protocol" entry (N, seed, number of
+    clips and classes, clips set aside), and `subset_csv` (optional) receives the drawn clips
+    as a manifest, to share or to evaluate other models on exactly the same clips.
+    """
+    if per_class is None:
+        return _retrieval_of(embed_source(checkpoint, source, **embed_kwargs))
+    subset = draw_protocol_subset(source, per_class, seed)
+    if subset_csv is not None:
+        write_manifest(subset.entries, subset_csv)
+        embeddings = embed_source(checkpoint, subset_csv, **embed_kwargs)
+    else:
+        with tempfile.TemporaryDirectory(prefix="avssl-subset-") as folder:
+            csv_path = Path(folder) / "subset.csv"
+            write_manifest(subset.entries, csv_path)
+            embeddings = embed_source(checkpoint, csv_path, **embed_kwargs)
+    return {**_retrieval_of(embeddings), "protocol": subset.record()}
+
+
+def _retrieval_of(embeddings: Embeddings) -> dict[str, Any]:
     metrics = retrieval_metrics(embeddings)
     log.info("retrieval on %d clips: v2a R@1 %.2f, a2v R@1 %.2f (chance %.2f)", metrics["num_clips"],
              metrics["v2a_R@1"], metrics["a2v_R@1"], metrics["chance_R@1"])
