@@ -12,7 +12,7 @@ import sys
 from importlib import import_module
 
 COMMANDS: tuple[str, ...] = (
-    "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "prepare", "import_weights", "probe",
+    "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "prepare", "import_weights", "probe", "shard",
 )
 
 

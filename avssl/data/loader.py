@@ -5,6 +5,10 @@ takes a strided slice of it, and the clips themselves are a function of
 (seed, epoch, index) (see ``avssl.data.sampling``), so a batch's content does
 not depend on the number of workers, and ``set_epoch(epoch, start)`` resumes
 an interrupted epoch exactly where it stopped.
+
+An ``IterableDataset`` (``avssl.data.shards.ShardDataset``) splits itself:
+``build_loader`` asks it for this rank's part with ``split`` and
+``set_epoch`` goes to it alone.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import math
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from avssl.data.sampling import seed_from
 
@@ -86,11 +90,15 @@ def _worker_init(worker_id: int) -> None:
 
 
 class ClipLoader(DataLoader):
-    """A DataLoader over a ``ShardedSampler`` with ``set_epoch`` for the sampler and the dataset."""
+    """A DataLoader over a ``ShardedSampler`` (or a self-splitting ``IterableDataset``) with
+    ``set_epoch`` for the sampler and the dataset."""
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Reseed the shard order and the dataset's clip draws for ``epoch``; ``start`` is
         the number of samples (not batches) this rank already consumed in that epoch."""
+        if isinstance(self.dataset, IterableDataset):
+            self.dataset.set_epoch(epoch, start)  # it orders, splits and skips by itself
+            return
         self.sampler.set_epoch(epoch, start)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
@@ -106,11 +114,25 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
     ``iter()`` reaches them; each worker uses one torch thread. ``timeout``
     (seconds, workers only) turns a hung decoder into an error instead of a
     silent stall. ``pin_memory`` defaults to whether CUDA is available.
+
+    An ``IterableDataset`` must offer ``split(rank=, world_size=, batch_size=, drop_last=, shuffle=)``
+    (``ShardDataset`` does): the loader reads the copy it returns, which orders itself from its own
+    seed (``seed`` here is for map-style datasets).
     """
-    sampler = ShardedSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
-    if drop_last and sampler.num_samples < batch_size:
+    sampler = None
+    if isinstance(dataset, IterableDataset):
+        if not hasattr(dataset, "split"):
+            raise TypeError(f"{type(dataset).__name__} is an IterableDataset without split(rank=, world_size=, ...): "
+                            "build_loader cannot give each rank its part of it")
+        dataset = dataset.split(rank=rank, world_size=world_size, batch_size=batch_size, drop_last=drop_last,
+                                shuffle=shuffle)
+        per_rank = len(dataset)
+    else:
+        sampler = ShardedSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
+        per_rank = sampler.num_samples
+    if drop_last and per_rank < batch_size:
         log.warning("this rank's shard has %d items, fewer than batch_size=%d: with drop_last the loader "
-                    "yields no batches", sampler.num_samples, batch_size)
+                    "yields no batches", per_rank, batch_size)
     workers = num_workers > 0
     return ClipLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_clips,

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +47,16 @@ from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_r
 log = logging.getLogger(__name__)
 
 _ORDER, _BUFFER = 1, 2  # salts that keep the shard-order and shuffle-buffer seeds apart
+
+
+class WorkerPlan(NamedTuple):
+    """One worker's part of an epoch: shard numbers, items to yield (-1: each shard once), items to
+    skip first (consumed before a resume), and the role (worker number before the resume) it plays."""
+
+    shards: list[int]
+    items: int
+    skip: int
+    role: int
 
 
 def _is_url(text: str) -> bool:
@@ -118,8 +129,8 @@ class ShardDataset(IterableDataset):
 
     `shards`: a folder written by `avssl shard`, shard paths or URLs, or a brace pattern of them
     (see `resolve_shards`); `index`: where ``index.json`` is when not beside the shards. The clip
-    arguments are ClipDataset's. ``shuffle`` permutes the shard order every epoch;
-    ``shuffle_buffer`` (videos held in memory per worker) mixes the items of consecutive videos.
+    arguments are ClipDataset's. ``shuffle`` permutes the shard order every epoch and mixes the
+    items of consecutive videos in a buffer of ``shuffle_buffer`` items (their videos held in memory).
     ``rank``/``world_size`` and ``batch_size``/``drop_last`` set how an epoch is split (module
     docstring); `split` returns a copy with them changed (what `build_loader` uses).
 
@@ -219,36 +230,38 @@ class ShardDataset(IterableDataset):
         full = self._blocks() * self.batch_size if self.fixed_length and self.drop_last else self._rank_items()
         return full - self.start
 
-    def worker_plan(self, worker: int, num_workers: int) -> tuple[list[int], int, int]:
-        """(shard numbers, items to yield, items to skip first) of DataLoader worker `worker` of
-        `num_workers` on this rank in the current epoch; items is -1 for "each shard once"."""
+    def worker_plan(self, worker: int, num_workers: int) -> WorkerPlan:
+        """What DataLoader worker `worker` of `num_workers` reads on this rank in the current epoch.
+
+        After a resume the DataLoader starts again at worker 0, so the workers change roles: worker
+        w plays the one that would have given the next batch (round-robin position w after the
+        consumed batches)."""
         active = self._active_workers(num_workers)
         if worker >= active:
-            return [], 0, 0
-        shards = self._rank_shards()[worker::active].tolist()
-        if not self.fixed_length:
-            return shards, -1, 0
-        blocks, size = self._blocks(), self.batch_size
-        items = (blocks // active + (worker < blocks % active)) * size
-        short = size * blocks - self._rank_items()  # the last block is partial without drop_last
-        if short > 0 and (blocks - 1) % active == worker:
-            items -= short
+            return WorkerPlan([], 0, 0, worker)
+        size = self.batch_size
         consumed = self.start // size
-        skip = (consumed // active + (worker < consumed % active)) * size
-        return shards, items, min(skip, items)
+        role = (worker + consumed) % active
+        shards = self._rank_shards()[role::active].tolist()
+        if not self.fixed_length:
+            return WorkerPlan(shards, -1, 0, role)
+        blocks = self._blocks()
+        items = (blocks // active + (role < blocks % active)) * size
+        short = size * blocks - self._rank_items()  # the last block is partial without drop_last
+        if short > 0 and (blocks - 1) % active == role:
+            items -= short
+        skip = (consumed // active + (role < consumed % active)) * size
+        return WorkerPlan(shards, items, min(skip, items), role)
 
     def __iter__(self) -> Iterator[dict | list[dict]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        shards, count, skip = self.worker_plan(worker, num_workers)
+        shards, count, skip, role = self.worker_plan(worker, num_workers)
         if not shards:
             return
         if count > 0 and int(self._shard_items[shards].sum()) == 0:
             raise ValueError(f"rank {self.rank} worker {worker}: its {len(shards)} shards hold no usable items")
-        stream = self._stream(shards, repeat=count >= 0)
-        if self.shuffle_buffer > 1:
-            buffer_seed = seed_from(self.seed, self.epoch, self.rank, worker, _BUFFER)
-            stream = shuffle_filter(self.shuffle_buffer, self.shuffle_buffer, seed=buffer_seed)(stream)
+        stream = self._stream(shards, repeat=count >= 0, role=role)
         yielded, failures = 0, []
         for position, (sample, meta, index, item) in enumerate(stream):
             if 0 <= count <= yielded:
@@ -270,21 +283,30 @@ class ShardDataset(IterableDataset):
             yielded += 1
             yield out
 
-    def _stream(self, shards: list[int], repeat: bool) -> Iterator[tuple[dict, dict, int, int]]:
+    def _stream(self, shards: list[int], repeat: bool, role: int) -> Iterator[tuple[dict, dict, int, int]]:
         """(sample, its metadata, item index, item number within the video) for every item in the
-        shards, in shard order; again and again when `repeat`."""
-        while True:
-            for shard in shards:
-                for sample in tarfile_samples([{"url": self.urls[shard]}]):
-                    meta = json.loads(sample["json"])
-                    video = meta["index"]
-                    if not 0 <= video < len(self._counts):
-                        raise ValueError(f"{self.urls[shard]}: video index {video} is not in the shard index "
-                                         f"({len(self._counts)} videos); is the index from another run?")
-                    for item in range(int(self._counts[video])):
-                        yield sample, meta, int(self._first_item[video]) + item, item
+        shards; again and again when `repeat`. Each pass is shuffled on its own (so one pass gives
+        every item once), with a seed from (seed, epoch, rank, role, pass)."""
+        for cycle in itertools.count():
+            items = self._pass(shards)
+            if self.shuffle and self.shuffle_buffer > 1:
+                seed = seed_from(self.seed, self.epoch, self.rank, role, cycle, _BUFFER)
+                items = shuffle_filter(self.shuffle_buffer, self.shuffle_buffer, seed=seed)(items)
+            yield from items
             if not repeat:
                 return
+
+    def _pass(self, shards: list[int]) -> Iterator[tuple[dict, dict, int, int]]:
+        """One pass over the shards, in order."""
+        for shard in shards:
+            for sample in tarfile_samples([{"url": self.urls[shard]}]):
+                meta = json.loads(sample["json"])
+                video = meta["index"]
+                if not 0 <= video < len(self._counts):
+                    raise ValueError(f"{self.urls[shard]}: video index {video} is not in the shard index "
+                                     f"({len(self._counts)} videos); is the index from another run?")
+                for item in range(int(self._counts[video])):
+                    yield sample, meta, int(self._first_item[video]) + item, item
 
     def _load(self, sample: dict, meta: dict, index: int, item: int) -> dict | list[dict]:
         """Decode and transform one item, exactly as ClipDataset would for `index`."""

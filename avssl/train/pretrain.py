@@ -18,6 +18,7 @@ from avssl.config import save_config
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import read_source, write_manifest
+from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
 from avssl.tasks.metrics import cross_modal_retrieval
 from avssl.train import distributed as distr
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 class DataConfig:
     """Which videos, how clips are cut from them, and how they are batched."""
 
-    train: str = ""  # folder, folder of class folders, or CSV manifest
-    val: str = ""  # held-out videos; empty: `val_fraction` of `train`, split by file
+    train: str = ""  # folder, folder of class folders, CSV manifest, or shards (`avssl shard` folder or pattern)
+    val: str = ""  # held-out videos or shards; empty: `val_fraction` of `train`, split by file
     val_fraction: float = 0.1
     num_frames: int | None = None  # None: the model config's
     frame_size: int | None = None  # None: the model config's
@@ -68,6 +69,9 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
         raise ValueError("data.train is not set: give a folder of videos or a CSV manifest (data.train=PATH)")
     if data.val:
         return data.train, data.val
+    if is_shard_source(data.train):
+        raise ValueError(f"data.train={data.train} is a set of shards, which is not split by file: "
+                         "set data.val to held-out videos or shards")
     entries = read_source(data.train)
     val = [e for e in entries if _held_out(e.path, seed, data.val_fraction)]
     train = [e for e in entries if not _held_out(e.path, seed, data.val_fraction)]
@@ -82,8 +86,10 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
     return str(train_csv), str(val_csv)
 
 
-def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path) -> tuple[ClipDataset, ClipDataset]:
-    """Training and validation clip datasets whose clips match what the model was built for."""
+def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path
+                   ) -> tuple[ClipDataset | ShardDataset, ClipDataset | ShardDataset]:
+    """Training and validation clip datasets whose clips match what the model was built for
+    (a ShardDataset for shards: streamed, split over ranks by the loader, read once for validation)."""
     data = cfg.data
     train_source, val_source = split_sources(data, run_dir, cfg.seed)
     common = dict(
@@ -94,8 +100,12 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path) -> tuple[
         short=data.short_videos,
         **model_cfg.preprocessing(),
     )
-    train = ClipDataset(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
-    val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
+    train_type = ShardDataset if is_shard_source(train_source) else ClipDataset
+    train = train_type(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
+    if is_shard_source(val_source):
+        val = ShardDataset(val_source, sampler="constant", train=False, shuffle=False, fixed_length=False, **common)
+    else:
+        val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
     return train, val
 
 
