@@ -79,10 +79,10 @@ def test_draw_sets_aside_clips_retrieval_cannot_score(write_test_video, tmp_path
     for name in ("a/0.mp4", "a/1.mp4", "a/2.mp4", "b/0.mp4"):
         write_test_video(name)
     write_test_video("a/silent.mp4", audio=False)
-    (tmp_path / "b" / "broken.mp4").write_bytes(b"not a video " * 50)
+    (tmp_path / "b" / "broken.mkv").write_bytes(b"not a video " * 50)
     subset = draw_protocol_subset(tmp_path, 2, seed=0, probe_cache=False)
     assert class_counts(subset.entries) == {"a": 2, "b": 1}
-    assert not any(e.path.endswith(("silent.mp4", "broken.mp4")) for e in subset.entries)
+    assert not any(e.path.endswith(("silent.mp4", "broken.mkv")) for e in subset.entries)
     assert subset.record() == {"name": "per_class", "per_class": 2, "seed": 0, "num_clips": 3, "num_classes": 2,
                                "classes_below_per_class": 1, "source_clips": 6, "unusable_clips": 2}
     with pytest.raises(ValueError, match="needs labelled clips"):
