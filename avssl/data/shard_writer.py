@@ -77,7 +77,7 @@ class ShardReport:
         line = (f"{self.videos} videos in {len(self.shards)} shards ({self.total_bytes / 1e6:.1f} MB) "
                 f"written to {self.out_dir}")
         if self.rejected:
-            line += f"; {len(self.rejected)} rejected ({summarize(self.rejected)})"
+            line += f"; {len(self.rejected)} rejected"
         return line
 
 
