@@ -1,0 +1,126 @@
+"""Pretraining end to end on the synthetic corpus: learning, resumption, signals, NaNs, torchrun."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from avssl.config import load_config
+from avssl.train import pretrain as pretrain_module
+from avssl.train.checkpoint import resolve_checkpoint
+from avssl.train.observe import read_metrics
+from avssl.train.pretrain import PretrainConfig, run_pretrain
+from avssl.train.trainer import NonFiniteLossError
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
+
+
+def tiny_config(corpus: Path, out: Path, *extra: str) -> PretrainConfig:
+    overrides = [
+        f"data.train={corpus / 'train.csv'}",
+        f"data.val={corpus / 'val.csv'}",
+        f"out={out}",
+        "data.num_workers=0",
+        *extra,
+    ]
+    return load_config(PretrainConfig, TINY, overrides)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(resolve_checkpoint(run) / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_tiny_run_learns_and_writes_its_run_folder(synthetic_corpus, tmp_path):
+    result = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert result.status == "finished"
+    for name in ("config.yaml", "metrics.jsonl", "rejected.txt", "checkpoints/index.json"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").iterdir())
+    train = read_metrics(run, "train")
+    first, last = train[0]["loss"], train[-1]["loss"]
+    assert last < first * 0.9, (first, last)
+    val = read_metrics(run, "val")
+    best = max(v["mean_R@1"] for v in val)
+    assert best >= 2 * val[-1]["chance_R@1"], [v["mean_R@1"] for v in val]
+    assert train[-1]["loss_contrastive"] < 0.9 * train[0]["loss_contrastive"]
+    assert {"lr", "clips_per_s", "data_wait_fraction", "loss_contrastive"} <= set(train[-1])
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(synthetic_corpus, tmp_path, monkeypatch):
+    extra = ("train.epochs=2", "train.warmup_epochs=0.5", "train.checkpoint_every=2")
+    straight = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "a", *extra))
+    assert straight.status == "finished"
+
+    calls = {"n": 0}
+    original = pretrain_module.pretrain_step
+
+    def interrupting_step(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(model, batch)
+
+    monkeypatch.setattr(pretrain_module, "pretrain_step", interrupting_step)
+    stopped = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *extra))
+    assert stopped.status == "interrupted" and stopped.position.step == 3
+    assert resolve_checkpoint(tmp_path / "b").name == "step_0000003"
+    monkeypatch.setattr(pretrain_module, "pretrain_step", original)
+
+    resumed = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *extra, "train.resume=true"))
+    assert resumed.status == "finished" and resumed.position.step == straight.position.step
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_corpus, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = pretrain_module.pretrain_step
+
+    def poisoned_step(model, batch):
+        out = original(model, batch)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", "train.checkpoint_every=1"))
+    last = resolve_checkpoint(tmp_path / "run")
+    assert last.name == "step_0000002"
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "run").values())
+
+
+def test_unknown_config_key_is_an_error_naming_it(tmp_path):
+    cmd = [sys.executable, "-m", "avssl", "pretrain", "-c", str(TINY), "train.epoch=3", f"out={tmp_path}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "'epoch'" in proc.stderr and "epochs" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_finishes_with_ranks_in_agreement(synthetic_corpus, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "avssl", "pretrain", "-c", str(TINY),
+        f"data.train={synthetic_corpus / 'train.csv'}", f"data.val={synthetic_corpus / 'val.csv'}",
+        f"out={run}", "data.num_workers=0", "data.batch_size=4", "train.epochs=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = read_metrics(run, "ranks")
+    assert final and final[-1]["weight_spread"] == 0.0
+    assert resolve_checkpoint(run).name.startswith("step_")
