@@ -66,12 +66,15 @@ def _ffmpeg_errors() -> Iterator[list]:
     """Collect FFmpeg's error messages from this thread as (level, name, message) tuples.
 
     PyAV forwards nothing unless a log level is set, and the level is process-wide, so concurrent
-    probes share one counted setting and the last one out restores the previous level."""
+    probes share one counted setting and the last one out restores the previous level. PyAV drops
+    a message equal to the previous one, which would make a second broken file of the same kind
+    lose its reason, so repeats are kept."""
     global _log_users, _log_level_before
     with _log_lock:
         if _log_users == 0:
             _log_level_before = av.logging.get_level()
             av.logging.set_level(av.logging.ERROR)
+            av.logging.set_skip_repeated(False)
         _log_users += 1
     try:
         with av.logging.Capture(local=True) as logs:

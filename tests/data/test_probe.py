@@ -169,3 +169,12 @@ def test_default_cache_location_and_no_cache(tmp_path, write_test_video, monkeyp
     assert default_cache_path().exists()
     monkeypatch.delenv("AVSSL_CACHE_DIR")
     assert default_cache_path() == default_cache_path().home() / ".cache" / "avssl" / "probe.json"
+
+
+def test_same_breakage_twice_gets_the_same_specific_reason(tmp_path):
+    # FFmpeg's log drops a message equal to the one before it; the second file must not lose it.
+    reasons = []
+    for name in ("first.mp4", "second.mp4"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+        reasons.append(probe_file(tmp_path / name).reason)
+    assert reasons[0] == reasons[1] == "truncated (moov atom not found)"
