@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from avssl.models.av_model import CONFIG_FILE, WEIGHTS_FILE, AVModel
 from avssl.models.config import MODEL_CONFIGS, ModelConfig, config_from_dict, get_config
+from avssl.train.checkpoint import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def create_model(name_or_config: str | ModelConfig = "tiny", **overrides: Any) -
 
 
 def _resolve(path: Path) -> tuple[Path, Path]:
-    """(weights file, config file) for a folder or a .safetensors path."""
+    """(weights file, config file) for a model folder, a run folder or a .safetensors path."""
+    if path.is_dir() and not (path / WEIGHTS_FILE).exists() and (path / "checkpoints").is_dir():
+        path = resolve_checkpoint(path, "best")
     if path.is_dir():
         weights = path / WEIGHTS_FILE
     elif path.suffix == ".safetensors":
@@ -56,7 +59,8 @@ def _resolve(path: Path) -> tuple[Path, Path]:
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> AVModel:
-    """An `AVModel` from a folder written by `save_pretrained` (or its model.safetensors path).
+    """An `AVModel` from a folder written by `save_pretrained` (or its model.safetensors path), or
+    from a run folder of `avssl pretrain` (its best checkpoint).
 
     Reads only safetensors and JSON (never pickle); every weight must match the config's shapes.
     """

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import avssl
 from avssl.config import load_config
 from avssl.train import pretrain as pretrain_module
 from avssl.train.checkpoint import resolve_checkpoint
@@ -53,6 +54,9 @@ def test_tiny_run_learns_and_writes_its_run_folder(synthetic_corpus, tmp_path):
     assert best >= 2 * val[-1]["chance_R@1"], [v["mean_R@1"] for v in val]
     assert train[-1]["loss_contrastive"] < 0.9 * train[0]["loss_contrastive"]
     assert {"lr", "clips_per_s", "data_wait_fraction", "loss_contrastive"} <= set(train[-1])
+    loaded = avssl.load_model(run)  # a run folder means its best checkpoint
+    best_weights = load_file(str(resolve_checkpoint(run, "best") / "model.safetensors"))
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in best_weights.items())
 
 
 def test_interrupted_then_resumed_run_matches_uninterrupted(synthetic_corpus, tmp_path, monkeypatch):
