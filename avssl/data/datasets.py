@@ -11,7 +11,6 @@ sees the segment length and the dataset shifts the windows by its start.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -20,36 +19,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avssl.data.audio import FBANK_MEAN, FBANK_STD, AudioTransform, target_frames
-from avssl.data.decode import DecodedClip, DecodeError, decode_clips
+from avssl.data.audio import FBANK_MEAN, FBANK_STD
+from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, entry_segment, label_names, label_target
+from avssl.data.decode import DecodeError
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
-from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
-from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_resize
+from avssl.data.sampling import ClipSampler
+from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
-MAX_CONSECUTIVE_FAILURES = 10
 
-
-def _label_names(entry: ManifestEntry, multi_label: bool) -> tuple[str, ...]:
-    if multi_label and entry.labels:
-        return entry.labels
-    return (entry.label,) if entry.label is not None else ()
-
-
-def _segment(entry: ManifestEntry, info: VideoInfo) -> tuple[VideoInfo, float, float]:
-    """(info, segment start, segment length) of an entry; a segment that starts past
-    the end of its file turns the info into a rejection."""
-    start = entry.start or 0.0
-    end = min(entry.end if entry.end is not None else info.duration, info.duration)
-    if info.ok and end <= start:
-        info = dataclasses.replace(info, ok=False, reason=f"segment starts at {start:g} s, "
-                                                          f"after the video's end ({info.duration:g} s)")
-    return info, start, end - start
-
-
-class ClipDataset(Dataset):
+class ClipDataset(ClipMaker, Dataset):
     """Clips with their sound from a folder, class folders, a CSV manifest or a list of files.
 
     Each item is a dict: ``video`` (T, 3, frame_size, frame_size) float32,
@@ -77,30 +58,22 @@ class ClipDataset(Dataset):
                  image_mean: tuple[float, float, float] = IMAGENET_MEAN,
                  image_std: tuple[float, float, float] = IMAGENET_STD,
                  fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD):
-        if isinstance(sampler, str):
-            sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
-        self.sampler = sampler
-        self.num_frames = num_frames
-        self.clip_duration = sampler.clip_duration
-        self.audio_rate = audio_rate
-        self.short_side = eval_resize(frame_size)
-        self.seed = seed
-        self.epoch = 0
+        super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
+                         clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
+                         seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
+                         fbank_std=fbank_std)
         self.decode_failures = 0
-        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
-        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
-                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
 
         entries = read_source(source)
         self.multi_label = any(e.labels for e in entries)
-        names = [_label_names(e, self.multi_label) for e in entries]
+        names = [label_names(e, self.multi_label) for e in entries]
         self.classes = self._resolve_classes(entries, names, classes)
         class_index = {c: i for i, c in enumerate(self.classes)}
 
         unique = list(dict.fromkeys(e.path for e in entries))
         by_path = dict(zip(unique, probe(unique, cache=probe_cache)))
-        segments = [_segment(e, by_path[e.path]) for e in entries]
-        counts = [sampler.num_items(length) if info.ok else 0 for info, _, length in segments]
+        segments = [entry_segment(e, by_path[e.path]) for e in entries]
+        counts = [self.sampler.num_items(length) if info.ok else 0 for info, _, length in segments]
         self.rejected: list[VideoInfo] = [info for info, _, _ in segments if not info.ok]
         skipped = len(entries) - len(self.rejected) - sum(1 for c in counts if c)
         name = _source_label(source)
@@ -173,39 +146,14 @@ class ClipDataset(Dataset):
 
     def _load(self, index: int) -> dict | list[dict]:
         video = int(self._video_of[index])
-        item = index - int(self._first_item[video])
-        clips = self.sampler.sample(float(self._durations[video]), seed=self.seed, epoch=self.epoch, index=index,
-                                    item=item)
-        offset = float(self._offsets[video])
         path = self._paths[video]
-        decoded = decode_clips(path, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
-                               audio_rate=self.audio_rate, short_side=self.short_side)
-        generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
-        label = self._label(video)
-        out = [self._item(d, c, offset, path, label, index, generator) for d, c in zip(decoded, clips)]
-        return out if len(out) > 1 else out[0]
+        return self.make_item(path, path=path, duration=float(self._durations[video]),
+                              offset=float(self._offsets[video]), label=self._label(video), index=index,
+                              item=index - int(self._first_item[video]))
 
     def _label(self, video: int) -> torch.Tensor:
         values = self._label_values[self._label_splits[video]:self._label_splits[video + 1]]
-        if self.multi_label:
-            target = torch.zeros(len(self.classes), dtype=torch.float32)
-            target[torch.from_numpy(values)] = 1.0
-            return target
-        return torch.tensor(int(values[0]) if len(values) else -1, dtype=torch.int64)
-
-    def _item(self, decoded: DecodedClip, clip: ClipInfo, offset: float, path: str, label: torch.Tensor,
-              index: int, generator: torch.Generator) -> dict:
-        return {
-            "video": self.video_transform(decoded.frames, generator),
-            "audio": self.audio_transform(decoded.audio, generator),
-            "has_audio": torch.tensor(decoded.has_audio),
-            "label": label,
-            "path": path,
-            "clip_start": offset + clip.start,
-            "clip_end": offset + clip.end,
-            "clip_index": clip.clip_index,
-            "index": index,
-        }
+        return label_target(values, len(self.classes), self.multi_label)
 
 
 class _StringTable:

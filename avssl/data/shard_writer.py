@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from webdataset.writer import TarWriter
 
-from avssl.data.datasets import _label_names, _segment
+from avssl.data.clips import entry_segment, label_names
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
 from avssl.data.sampling import seed_from
@@ -97,7 +97,7 @@ class _Video:
             "path": self.entry.path,
             "ext": ext,
             "label": self.entry.label,
-            "labels": list(_label_names(self.entry, multi_label)) if multi_label else [],
+            "labels": list(label_names(self.entry, multi_label)) if multi_label else [],
             "start": self.offset,
             "end": self.offset + self.length,
             "duration": self.length,
@@ -199,13 +199,13 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
     out_dir = Path(out_dir)
     entries = read_source(source)
     multi_label = any(e.labels for e in entries)
-    classes = sorted({n for e in entries for n in _label_names(e, multi_label)})
+    classes = sorted({n for e in entries for n in label_names(e, multi_label)})
     unique = list(dict.fromkeys(e.path for e in entries))
     by_path = dict(zip(unique, probe(unique, cache=probe_cache, show_progress=show_progress)))
     videos: list[_Video] = []
     rejected: list[VideoInfo] = []
     for entry in entries:
-        info, offset, length = _segment(entry, by_path[entry.path])
+        info, offset, length = entry_segment(entry, by_path[entry.path])
         if info.ok:
             videos.append(_Video(entry, info, offset, length, len(videos)))
         else:

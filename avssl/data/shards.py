@@ -36,13 +36,13 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tarfile_samples
 from torch.utils.data import IterableDataset, get_worker_info
 
-from avssl.data.audio import FBANK_MEAN, FBANK_STD, AudioTransform, target_frames
-from avssl.data.datasets import MAX_CONSECUTIVE_FAILURES
-from avssl.data.decode import DecodeError, decode_clips
+from avssl.data.audio import FBANK_MEAN, FBANK_STD
+from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, label_target
+from avssl.data.decode import DecodeError
 from avssl.data.probe import VideoInfo
-from avssl.data.sampling import ClipSampler, make_sampler, seed_from
+from avssl.data.sampling import ClipSampler, seed_from
 from avssl.data.shard_writer import INDEX_FORMAT, INDEX_NAME
-from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_resize
+from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def resolve_shards(shards: str | Path | Sequence[str | Path], index: str | Path 
     return urls, data, entries
 
 
-class ShardDataset(IterableDataset):
+class ShardDataset(ClipMaker, IterableDataset):
     """ClipDataset's items (same keys, same values for the same seed) streamed from tar shards.
 
     `shards`: a folder written by `avssl shard`, shard paths or URLs, or a brace pattern of them
@@ -147,19 +147,12 @@ class ShardDataset(IterableDataset):
                  fbank_std: float = FBANK_STD, shuffle: bool = True, shuffle_buffer: int = 16,
                  fixed_length: bool = True, rank: int = 0, world_size: int = 1, batch_size: int = 1,
                  drop_last: bool = False):
-        if isinstance(sampler, str):
-            sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
-        self.sampler = sampler
-        self.num_frames = num_frames
-        self.clip_duration = sampler.clip_duration
-        self.audio_rate = audio_rate
-        self.short_side = eval_resize(frame_size)
-        self.seed = seed
-        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
-        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
-                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
+        super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
+                         clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
+                         seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
+                         fbank_std=fbank_std)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
-        self.epoch, self.start, self.decode_failures = 0, 0, 0
+        self.start, self.decode_failures = 0, 0
 
         self.urls, data, entries = resolve_shards(shards, index)
         self.multi_label = bool(data["multi_label"])
@@ -170,7 +163,7 @@ class ShardDataset(IterableDataset):
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         self.rejected = [VideoInfo(r["path"], False, r["reason"]) for r in data.get("rejected", [])]
         # items per packed video, and the ClipDataset index of each video's first item
-        self._counts = np.array([sampler.num_items(d) for d in data["durations"]], np.int64)
+        self._counts = np.array([self.sampler.num_items(d) for d in data["durations"]], np.int64)
         self._first_item = np.concatenate([[0], np.cumsum(self._counts)])
         self._shard_items = np.array([int(self._counts[s["indices"]].sum()) for s in entries], np.int64)
         self.total_items = int(self._shard_items.sum())
@@ -310,30 +303,13 @@ class ShardDataset(IterableDataset):
 
     def _load(self, sample: dict, meta: dict, index: int, item: int) -> dict | list[dict]:
         """Decode and transform one item, exactly as ClipDataset would for `index`."""
-        clips = self.sampler.sample(meta["duration"], seed=self.seed, epoch=self.epoch, index=index, item=item)
-        offset, path = meta["start"], meta["path"]
+        path = meta["path"]
         data = io.BytesIO(sample[meta["ext"]])
         data.name = f"{path} (in {sample['__url__']})"  # names the video in decode errors
-        decoded = decode_clips(data, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
-                               audio_rate=self.audio_rate, short_side=self.short_side)
-        generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
-        label = self._label(meta)
-        out = [{
-            "video": self.video_transform(d.frames, generator),
-            "audio": self.audio_transform(d.audio, generator),
-            "has_audio": torch.tensor(d.has_audio),
-            "label": label,
-            "path": path,
-            "clip_start": offset + c.start,
-            "clip_end": offset + c.end,
-            "clip_index": c.clip_index,
-            "index": index,
-        } for d, c in zip(decoded, clips)]
-        return out if len(out) > 1 else out[0]
+        return self.make_item(data, path=path, duration=meta["duration"], offset=meta["start"],
+                              label=self._label(meta), index=index, item=item)
 
     def _label(self, meta: dict) -> torch.Tensor:
-        if self.multi_label:
-            target = torch.zeros(len(self.classes), dtype=torch.float32)
-            target[[self._class_index[n] for n in meta["labels"]]] = 1.0
-            return target
-        return torch.tensor(self._class_index[meta["label"]] if meta["label"] is not None else -1, dtype=torch.int64)
+        names = meta["labels"] if self.multi_label else [meta["label"]]
+        return label_target([self._class_index[n] for n in names if n is not None], len(self.classes),
+                            self.multi_label)

@@ -1,0 +1,107 @@
+"""What ClipDataset, ShardDataset and the shard writer share: an entry's segment and label names,
+its label as a tensor, and `ClipMaker`, which turns one item's video into its model-ready clips.
+
+`ClipMaker` owns the clip sampler, the decoder settings and the video and audio transforms. Every
+random draw of an item (clip times, crop, flip, SpecAugment) is keyed by (seed, epoch, index), so the
+two datasets give equal items for the same index whether the video is a file or bytes from a shard.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import torch
+
+from avssl.data.audio import AudioTransform, target_frames
+from avssl.data.decode import DecodedClip, decode_clips
+from avssl.data.manifest import ManifestEntry
+from avssl.data.probe import VideoInfo
+from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
+from avssl.data.video import VideoTransform, eval_resize
+
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+def label_names(entry: ManifestEntry, multi_label: bool) -> tuple[str, ...]:
+    """The class names of an entry: its ``labels`` in a multi-label source (when it has any), else its
+    ``label`` (none when unlabeled)."""
+    if multi_label and entry.labels:
+        return entry.labels
+    return (entry.label,) if entry.label is not None else ()
+
+
+def entry_segment(entry: ManifestEntry, info: VideoInfo) -> tuple[VideoInfo, float, float]:
+    """(info, segment start, segment length) of an entry in its probed file; a segment that starts
+    past the end of its file turns the info into a rejection."""
+    start = entry.start or 0.0
+    end = min(entry.end if entry.end is not None else info.duration, info.duration)
+    if info.ok and end <= start:
+        info = dataclasses.replace(info, ok=False, reason=f"segment starts at {start:g} s, "
+                                                          f"after the video's end ({info.duration:g} s)")
+    return info, start, end - start
+
+
+def label_target(indices: Sequence[int], num_classes: int, multi_label: bool) -> torch.Tensor:
+    """An item's ``label`` from its class indices: a float32 multi-hot (num_classes,) when
+    `multi_label`, else the int64 class index (-1 when there is none)."""
+    if multi_label:
+        target = torch.zeros(num_classes, dtype=torch.float32)
+        target[torch.as_tensor(indices, dtype=torch.int64)] = 1.0
+        return target
+    return torch.tensor(int(indices[0]) if len(indices) else -1, dtype=torch.int64)
+
+
+class ClipMaker:
+    """Sampler, decoder settings and transforms of a clip dataset; `make_item` builds its items.
+
+    The base of ClipDataset and ShardDataset, which read a video's bytes from a file and from a shard.
+    The arguments are theirs (see ClipDataset). ``epoch`` (0 at first) selects the draws; a subclass
+    may replace ``video_transform`` or ``audio_transform`` after construction.
+    """
+
+    def __init__(self, *, num_frames: int, clip_duration: float, frame_size: int, sampler: str | ClipSampler,
+                 clips_per_video: int, train: bool, audio_rate: int, num_mel_bins: int, seed: int, short: str,
+                 image_mean: tuple[float, float, float], image_std: tuple[float, float, float],
+                 fbank_mean: float, fbank_std: float):
+        if isinstance(sampler, str):
+            sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
+        self.sampler = sampler
+        self.num_frames = num_frames
+        self.clip_duration = sampler.clip_duration
+        self.audio_rate = audio_rate
+        self.short_side = eval_resize(frame_size)
+        self.seed = seed
+        self.epoch = 0
+        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
+        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
+                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
+
+    def make_item(self, video: str | Path | BinaryIO, *, path: str, duration: float, offset: float,
+                  label: torch.Tensor, index: int, item: int) -> dict | list[dict]:
+        """Item `index` (number `item` of its video): draw its clips within the segment of `duration`
+        seconds that starts `offset` seconds into `video`, decode and transform them.
+
+        `path` names the video in the item. Returns one item dict, or a list of them (one per clip,
+        in clip order) when the sampler gives several clips per item.
+        """
+        clips = self.sampler.sample(duration, seed=self.seed, epoch=self.epoch, index=index, item=item)
+        decoded = decode_clips(video, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
+                               audio_rate=self.audio_rate, short_side=self.short_side)
+        generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
+        out = [self._item(d, c, offset, path, label, index, generator) for d, c in zip(decoded, clips)]
+        return out if len(out) > 1 else out[0]
+
+    def _item(self, decoded: DecodedClip, clip: ClipInfo, offset: float, path: str, label: torch.Tensor,
+              index: int, generator: torch.Generator) -> dict:
+        return {
+            "video": self.video_transform(decoded.frames, generator),
+            "audio": self.audio_transform(decoded.audio, generator),
+            "has_audio": torch.tensor(decoded.has_audio),
+            "label": label,
+            "path": path,
+            "clip_start": offset + clip.start,
+            "clip_end": offset + clip.end,
+            "clip_index": clip.clip_index,
+            "index": index,
+        }
