@@ -80,6 +80,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _num_clips(batch: Any) -> int:
+    """Clips in a collated batch: rows of its first tensor (random_multi items hold several)."""
+    values = batch.values() if isinstance(batch, dict) else batch
+    return next((int(v.shape[0]) for v in values if isinstance(v, torch.Tensor)), 0)
+
+
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
     """The RNG seed of one micro-step, so masking and drop-path repeat exactly after a resume."""
     digest = hashlib.blake2b(f"{seed}/{step}/{micro}/{rank}".encode(), digest_size=8).digest()
@@ -244,7 +250,7 @@ class Trainer:
         batch_size = getattr(self.loader, "batch_size", None) or 1
         bar = tqdm(total=total, initial=pos.step, disable=not self.ctx.is_main, dynamic_ncols=True, unit="step")
         window: dict[str, float] = {}
-        window_steps, window_wait, window_time = 0, 0.0, 0.0
+        window_steps, window_wait, window_time, window_clips = 0, 0.0, 0.0, 0
         last_path, status = None, "finished"
         self.model.train()
         with _StopSignal() as stop:
@@ -254,11 +260,12 @@ class Trainer:
                 while pos.batch_in_epoch < self.steps_per_epoch * cfg.accum_steps:
                     tick = time.perf_counter()
                     step_terms: dict[str, float] = {}
-                    wait = 0.0
+                    wait, clips = 0.0, 0
                     for micro in range(cfg.accum_steps):
                         fetch = time.perf_counter()
                         batch = self._to_device(next(batches))
                         wait += time.perf_counter() - fetch
+                        clips += _num_clips(batch)
                         terms = self._micro_step(batch, micro, sync=micro == cfg.accum_steps - 1)
                         for k, v in terms.items():
                             step_terms[k] = step_terms.get(k, 0.0) + v / cfg.accum_steps
@@ -268,7 +275,8 @@ class Trainer:
                     for k, v in step_terms.items():
                         window[k] = window.get(k, 0.0) + v
                     window_steps, window_wait, window_time = window_steps + 1, window_wait + wait, window_time + elapsed
-                    clips_per_s = batch_size * cfg.accum_steps * self.ctx.world_size / max(elapsed, 1e-9)
+                    window_clips += clips
+                    clips_per_s = clips * self.ctx.world_size / max(elapsed, 1e-9)
                     bar.update(1)
                     bar.set_postfix(loss=f"{step_terms.get('loss', float('nan')):.4f}", clips_s=f"{clips_per_s:.1f}")
                     if pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= self.steps_per_epoch * cfg.accum_steps:
@@ -277,11 +285,11 @@ class Trainer:
                         values.update(
                             lr=self.scheduler.get_last_lr()[0],
                             grad_norm=grad_norm,
-                            clips_per_s=batch_size * cfg.accum_steps * window_steps * self.ctx.world_size / window_time,
+                            clips_per_s=window_clips * self.ctx.world_size / window_time,
                             data_wait_fraction=window_wait / max(window_time, 1e-9),
                         )
                         self.metrics.log("train", pos.step, values, epoch=pos.epoch)
-                        window, window_steps, window_wait, window_time = {}, 0, 0.0, 0.0
+                        window, window_steps, window_wait, window_time, window_clips = {}, 0, 0.0, 0.0, 0
                     if distr.any_rank(stop.requested, self.ctx.device):
                         status = "interrupted"
                         break
