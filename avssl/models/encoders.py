@@ -12,6 +12,7 @@ In `AVModel` the final `norm` comes after the shared joint blocks (CAV-MAE's `no
 """
 from __future__ import annotations
 
+import abc
 from typing import Sequence
 
 import torch
@@ -30,7 +31,7 @@ def drop_path_rates(config: ModelConfig) -> list[float]:
     return [config.drop_path * i / max(layers - 1, 1) for i in range(layers)]
 
 
-class _Encoder(nn.Module):
+class _Encoder(nn.Module, abc.ABC):
     """What the video and audio encoders share; subclasses define `grid_of` and `stream`."""
 
     stream: Stream
@@ -52,9 +53,9 @@ class _Encoder(nn.Module):
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
         nn.init.normal_(self.modality_embed, std=0.02)
 
+    @abc.abstractmethod
     def grid_of(self, x: torch.Tensor) -> tuple[int, ...]:
         """Token grid of an input batch."""
-        raise NotImplementedError
 
     def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Input -> (B, N or K, D) tokens with positions and modality added, only `ids_keep` (B, K) if given."""
