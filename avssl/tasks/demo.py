@@ -54,9 +54,10 @@ class CorpusConfig:
 
 
 def _pretrain_defaults() -> PretrainConfig:
-    # configs/pretrain/tiny.yaml's recipe; data sources and `out` are filled in by the demo
+    # configs/pretrain/tiny.yaml's recipe at batch 16 (the demo's corpus is larger); data sources and
+    # `out` are filled in by the demo
     return PretrainConfig(
-        model={"name": "tiny"},
+        model={"name": "tiny", "contrastive_weight": 1.0, "temperature": 0.1},
         data=DataConfig(batch_size=16, num_workers=1),
         train=TrainConfig(epochs=30, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95), warmup_epochs=1.0, log_every=2),
     )
