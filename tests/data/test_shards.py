@@ -1,6 +1,9 @@
 """WebDataset shards on real MP4s: `avssl shard`, ShardDataset against ClipDataset, rank/worker splits."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -197,3 +200,40 @@ def _lonely_shard(shard_dir, tmp_path):
     """A copy of a shard in a folder without index.json."""
     (tmp_path / "lonely").mkdir()
     return shutil.copy(shard_dir / "shard-000000.tar", tmp_path / "lonely" / "shard-000000.tar")
+
+
+READER = '''
+import json, os, sys
+import torch.distributed as dist
+from avssl.data.loader import build_loader
+from avssl.data.shards import ShardDataset
+from avssl.train.distributed import cleanup, init_distributed
+
+ctx = init_distributed("cpu")
+dataset = ShardDataset(sys.argv[1], fixed_length=False, num_frames=2, clip_duration=1.0, frame_size=32)
+loader = build_loader(dataset, batch_size=2, num_workers=2, rank=ctx.rank, world_size=ctx.world_size)
+loader.set_epoch(1)
+read = sorted(i for batch in loader for i in batch["index"])
+everyone = [None] * ctx.world_size
+dist.all_gather_object(everyone, read)
+if ctx.rank == 0:
+    with open(sys.argv[2], "w") as out:
+        json.dump(everyone, out)
+cleanup()
+sys.stdout.flush()
+os._exit(0)
+'''
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_read_disjoint_shards(shard_dir, tmp_path):
+    script, result = tmp_path / "read_shards.py", tmp_path / "read.json"
+    script.write_text(READER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script), str(shard_dir), str(result)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = json.loads(result.read_text())
+    assert first and second and set(first).isdisjoint(second)
+    assert sorted(first + second) == list(range(24))
