@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +30,16 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         overrides.append(f"train.resume={args.resume}")
     cfg = load_config(PretrainConfig, args.config, overrides)
-    print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 speaks for all
+    if main_rank:
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
     try:
         result = run_pretrain(cfg)
     except NonFiniteLossError as err:
         print(f"avssl pretrain: {err}")
         return 4
+    if not main_rank:
+        return 0 if result.status == "finished" else 3
     summary = ", ".join(f"{k}={v:.3f}" for k, v in sorted(result.val_metrics.items()))
     print(f"{result.status} at step {result.position.step} in {result.wall_time:.0f}s; {summary}")
     if result.last_checkpoint:
