@@ -89,6 +89,10 @@ class ClipDataset(ClipMaker, Dataset):
                 reasons.append(f"{skipped} shorter than the {self.clip_duration:g} s clip and skipped (short='skip')")
             raise ValueError(f"{name}: no usable videos out of {len(entries)}: {'; '.join(reasons)}")
 
+        self.silent_videos = sum(1 for k in keep if not segments[k][0].has_audio)
+        if self.silent_videos:
+            log.info("%s: %d of %d videos have no audio stream (their clips get silence and has_audio=False)",
+                     name, self.silent_videos, len(keep))
         # numpy arrays, not Python lists: DataLoader workers read them without copy-on-write growth
         self._paths = _StringTable([entries[k].path for k in keep])
         self._offsets = np.array([segments[k][1] for k in keep], np.float64)

@@ -109,6 +109,17 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path
     return train, val
 
 
+def require_sound(dataset: ClipDataset | ShardDataset) -> None:
+    """Refuse training videos that are all silent: the contrastive and audio terms would teach nothing."""
+    silent = getattr(dataset, "silent_videos", 0)
+    if silent and silent == dataset.num_videos:
+        raise ValueError(f"none of the {silent} training videos has an audio stream: audio-visual pretraining "
+                         "needs sound (check the files with `avssl probe`)")
+    if silent:
+        log.warning("%d of %d training videos have no audio stream: they add only to video reconstruction",
+                    silent, dataset.num_videos)
+
+
 def write_rejected(run_dir: Path, *datasets: ClipDataset) -> Path:
     """The files the data side refused, one `path<TAB>reason` per line (empty file when none)."""
     path = run_dir / "rejected.txt"
@@ -168,6 +179,7 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
         overrides = {k: v for k, v in cfg.model.items() if k != "name"}
         model = create_model(cfg.model.get("name", "tiny"), **overrides)
         train_set, val_set = build_datasets(cfg, model.config, run_dir)
+        require_sound(train_set)
         if ctx.is_main:
             write_rejected(run_dir, train_set, val_set)
         data = cfg.data

@@ -128,3 +128,13 @@ def test_two_process_torchrun_finishes_with_ranks_in_agreement(synthetic_corpus,
     final = read_metrics(run, "ranks")
     assert final and final[-1]["weight_spread"] == 0.0
     assert resolve_checkpoint(run).name.startswith("step_")
+
+
+def test_training_videos_without_any_sound_are_refused_before_training(write_test_video, tmp_path):
+    for k in range(4):
+        write_test_video(f"mute/{k}.mp4", audio=False)
+    cfg = load_config(PretrainConfig, TINY, [f"data.train={tmp_path / 'mute'}", f"out={tmp_path / 'run'}",
+                                             "data.num_workers=0", "data.batch_size=2", "data.val_fraction=0.25"])
+    with pytest.raises(ValueError, match="has an audio stream"):
+        run_pretrain(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
