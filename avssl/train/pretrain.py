@@ -17,7 +17,7 @@ from torch import nn
 from avssl.config import save_config
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
-from avssl.data.manifest import read_source, write_manifest
+from avssl.data.manifest import ManifestEntry, read_source, write_manifest
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
 from avssl.tasks.metrics import cross_modal_retrieval
@@ -57,14 +57,34 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _held_out(path: str, seed: int, fraction: float) -> bool:
+def _draw(path: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, path): the file's place in the held-out draw."""
     digest = hashlib.blake2b(f"{seed}:{Path(path).name}:{path}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64 < fraction
+    return int.from_bytes(digest, "little") / 2**64
+
+
+def held_out_files(entries: list[ManifestEntry], seed: int, fraction: float) -> set[str]:
+    """The files (all their segments together) to hold out for validation, independent of file order.
+
+    Single-label data is split per class, `fraction` of each class's files (rounded), so small
+    labelled sets keep every class on both sides; other data holds out the files whose draw falls
+    below `fraction`.
+    """
+    if not entries or any(e.label is None for e in entries):
+        return {e.path for e in entries if _draw(e.path, seed) < fraction}
+    by_class: dict[str, set[str]] = {}
+    for entry in entries:
+        by_class.setdefault(entry.label, set()).add(entry.path)
+    held: set[str] = set()
+    for paths in by_class.values():
+        ordered = sorted(paths, key=lambda p: (_draw(p, seed), p))
+        held.update(ordered[:int(len(ordered) * fraction + 0.5)])
+    return held
 
 
 def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]:
     """Train and validation sources; without `data.val`, a seeded by-file split of `data.train`
-    written to the run folder (train_split.csv / val_split.csv) so it is visible and reused."""
+    (stratified by class for single-label data; `held_out_files`) written to the run folder (train_split.csv / val_split.csv) so it is visible and reused."""
     if not data.train:
         raise ValueError("data.train is not set: give a folder of videos or a CSV manifest (data.train=PATH)")
     if data.val:
@@ -73,8 +93,9 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
         raise ValueError(f"data.train={data.train} is a set of shards, which is not split by file: "
                          "set data.val to held-out videos or shards")
     entries = read_source(data.train)
-    val = [e for e in entries if _held_out(e.path, seed, data.val_fraction)]
-    train = [e for e in entries if not _held_out(e.path, seed, data.val_fraction)]
+    held = held_out_files(entries, seed, data.val_fraction)
+    val = [e for e in entries if e.path in held]
+    train = [e for e in entries if e.path not in held]
     if not val or not train:
         raise ValueError(
             f"data.val_fraction={data.val_fraction} of {len(entries)} videos leaves an empty split: "
