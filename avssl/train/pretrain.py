@@ -66,19 +66,18 @@ def _draw(path: str, seed: int) -> float:
 def held_out_files(entries: list[ManifestEntry], seed: int, fraction: float) -> set[str]:
     """The files (all their segments together) to hold out for validation, independent of file order.
 
-    Single-label data is split per class, `fraction` of each class's files (rounded), so small
-    labelled sets keep every class on both sides; other data holds out the files whose draw falls
-    below `fraction`.
+    `fraction` of the files (rounded, at least one when there are two or more) in a seeded draw;
+    single-label data is drawn per class, so small labelled sets keep every class on both sides.
     """
-    if not entries or any(e.label is None for e in entries):
-        return {e.path for e in entries if _draw(e.path, seed) < fraction}
-    by_class: dict[str, set[str]] = {}
+    single_label = bool(entries) and all(e.label is not None for e in entries)
+    groups: dict[str | None, set[str]] = {}
     for entry in entries:
-        by_class.setdefault(entry.label, set()).add(entry.path)
-    held: set[str] = set()
-    for paths in by_class.values():
-        ordered = sorted(paths, key=lambda p: (_draw(p, seed), p))
-        held.update(ordered[:int(len(ordered) * fraction + 0.5)])
+        groups.setdefault(entry.label if single_label else None, set()).add(entry.path)
+    ordered = [sorted(paths, key=lambda p: (_draw(p, seed), p)) for paths in groups.values()]
+    held = {p for paths in ordered for p in paths[:int(len(paths) * fraction + 0.5)]}
+    files = [p for paths in ordered for p in paths]
+    if not held and fraction > 0 and len(files) >= 2:
+        held = {min(files, key=lambda p: (_draw(p, seed), p))}
     return held
 
 
