@@ -57,6 +57,9 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+MIN_VAL_CLIPS = 8  # fewer held-out clips make validation R@1 too coarse to choose checkpoints by
+
+
 def _draw(path: str, seed: int) -> float:
     """A uniform number in [0, 1) fixed by (seed, path): the file's place in the held-out draw."""
     digest = hashlib.blake2b(f"{seed}:{Path(path).name}:{path}".encode(), digest_size=8).digest()
@@ -216,6 +219,10 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
             model.config.name, sum(p.numel() for p in model.parameters()) / 1e6,
             len(train_set), len(val_set), ctx.world_size, ctx.device,
         )
+        if len(val_set) < MIN_VAL_CLIPS:
+            log.warning("only %d validation clips: retrieval R@1 among them is coarse (chance %.0f %%); "
+                        "give more held-out videos with data.val or data.val_fraction",
+                        len(val_set), 100 / max(len(val_set), 1))
         trainer = Trainer(
             model, loader, pretrain_step, cfg.train, run_dir, ctx,
             evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,

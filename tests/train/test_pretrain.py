@@ -157,3 +157,13 @@ def test_bf16_autocast_runs_the_same_loop_with_finite_losses(synthetic_corpus, t
     train = read_metrics(tmp_path / "bf16", "train")
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in train) and train[-1]["loss"] < train[0]["loss"]
     assert all(t.dtype == torch.float32 for t in weights(tmp_path / "bf16").values())  # master weights stay fp32
+
+
+def test_a_tiny_validation_set_is_warned_about(write_test_video, tmp_path, caplog):
+    for k in range(4):
+        write_test_video(f"few/{k}.mp4")
+    cfg = load_config(PretrainConfig, TINY, [f"data.train={tmp_path / 'few'}", f"out={tmp_path / 'run'}",
+                                             "data.num_workers=0", "data.batch_size=2", "train.epochs=1"])
+    with caplog.at_level("WARNING", logger="avssl.train.pretrain"):
+        assert run_pretrain(cfg).status == "finished"
+    assert "only 1 validation clips" in caplog.text
