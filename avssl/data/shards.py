@@ -135,7 +135,8 @@ class ShardDataset(ClipMaker, IterableDataset):
     docstring); `split` returns a copy with them changed (what `build_loader` uses).
 
     ``len()`` is the number of items this rank yields in the current epoch. A video that fails to
-    decode is logged, counted in ``decode_failures`` and replaced by the next item of the stream.
+    decode is logged, counted in ``decode_failures`` and its place is filled by the next item that
+    decodes (which then appears twice), so positions in the stream, and resumption, stay exact.
     """
 
     def __init__(self, shards: str | Path | Sequence[str | Path], *, index: str | Path | None = None,
@@ -267,14 +268,19 @@ class ShardDataset(ClipMaker, IterableDataset):
             except (DecodeError, OSError) as err:
                 self.decode_failures += 1
                 failures.append(f"{meta['path']} (from {sample['__url__']}): {err}")
-                log.warning("decode failed, using the next video instead: %s", failures[-1])
+                log.warning("decode failed, the next video takes its place: %s", failures[-1])
                 if len(failures) >= MAX_CONSECUTIVE_FAILURES:
                     raise RuntimeError(f"{len(failures)} videos in a row failed to decode; "
                                        f"last errors: {failures[-3:]}") from err
                 continue
+            # the failed positions before this one are filled with it too: one item per stream
+            # position keeps the epoch's length and makes a mid-epoch resume land exactly
+            for _ in range(len(failures) + 1):
+                if 0 <= count <= yielded:
+                    return
+                yielded += 1
+                yield out
             failures = []
-            yielded += 1
-            yield out
 
     def _stream(self, shards: list[int], repeat: bool, role: int) -> Iterator[tuple[dict, dict, int, int]]:
         """(sample, its metadata, item index, item number within the video) for every item in the

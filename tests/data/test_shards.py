@@ -237,3 +237,26 @@ def test_two_torchrun_processes_read_disjoint_shards(shard_dir, tmp_path):
     first, second = json.loads(result.read_text())
     assert first and second and set(first).isdisjoint(second)
     assert sorted(first + second) == list(range(24))
+
+
+def test_a_video_that_fails_to_decode_keeps_positions_so_resume_is_exact(shard_dir, monkeypatch):
+    from avssl.data.decode import DecodeError
+
+    dataset = ShardDataset(shard_dir, **TINY)
+    loader = build_loader(dataset, batch_size=2, num_workers=0, drop_last=True)
+    loader.set_epoch(0)
+    normal = [i for batch in loader for i in batch["index"]]
+    broken = normal[3]
+    original = ShardDataset._load
+
+    def failing_load(self, sample, meta, index, item):
+        if index == broken:
+            raise DecodeError(f"video {index} is unreadable")
+        return original(self, sample, meta, index, item)
+
+    monkeypatch.setattr(ShardDataset, "_load", failing_load)
+    loader.set_epoch(0)
+    full = [i for batch in loader for i in batch["index"]]
+    assert len(full) == len(normal) and full[3] == full[4] == normal[4] and broken not in full
+    loader.set_epoch(0, start=4)  # resumed after two batches, the failed position among them
+    assert [i for batch in loader for i in batch["index"]] == full[4:]
