@@ -72,14 +72,10 @@ def evaluate_retrieval(checkpoint: Any, source: str | Path, *, per_class: int | 
     if per_class is None:
         return _retrieval_of(embed_source(checkpoint, source, **embed_kwargs))
     subset = draw_protocol_subset(source, per_class, seed)
-    if subset_csv is not None:
-        write_manifest(subset.entries, subset_csv)
-        embeddings = embed_source(checkpoint, subset_csv, **embed_kwargs)
-    else:
-        with tempfile.TemporaryDirectory(prefix="avssl-subset-") as folder:
-            csv_path = Path(folder) / "subset.csv"
-            write_manifest(subset.entries, csv_path)
-            embeddings = embed_source(checkpoint, csv_path, **embed_kwargs)
+    with tempfile.TemporaryDirectory(prefix="avssl-subset-") as folder:
+        csv_path = Path(subset_csv) if subset_csv is not None else Path(folder) / "subset.csv"
+        write_manifest(subset.entries, csv_path)
+        embeddings = embed_source(checkpoint, csv_path, **embed_kwargs)
     return {**_retrieval_of(embeddings), "protocol": subset.record()}
 
 
