@@ -40,8 +40,8 @@ def create_model(name_or_config: str | ModelConfig = "tiny", **overrides: Any) -
 
 def _resolve(path: Path) -> tuple[Path, Path]:
     """(weights file, config file) for a model folder, a run folder or a .safetensors path."""
-    if path.is_dir() and not (path / WEIGHTS_FILE).exists() and (path / "checkpoints").is_dir():
-        path = resolve_checkpoint(path, "best")
+    if path.is_dir() and not (path / WEIGHTS_FILE).exists():
+        path = resolve_checkpoint(path, "best")  # a run folder or its checkpoints/ folder
     if path.is_dir():
         weights = path / WEIGHTS_FILE
     elif path.suffix == ".safetensors":

@@ -86,7 +86,8 @@ def held_out_files(entries: list[ManifestEntry], seed: int, fraction: float) -> 
 
 def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]:
     """Train and validation sources; without `data.val`, a seeded by-file split of `data.train`
-    (stratified by class for single-label data; `held_out_files`) written to the run folder (train_split.csv / val_split.csv) so it is visible and reused."""
+    (per class for single-label data; `held_out_files`) written to the run folder
+    (train_split.csv / val_split.csv) so it is visible and reused."""
     if not data.train:
         raise ValueError("data.train is not set: give a folder of videos or a CSV manifest (data.train=PATH)")
     if data.val:
