@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import av.logging
 from tqdm import tqdm
 
 from avssl.data.decode import configure_decoder, stream_start, video_stream
+from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +266,7 @@ def _save_cache(path: Path, new: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         files = {**_load_cache(path), **new}
-        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                             delete=False)
-        with handle:
-            json.dump({"version": CACHE_VERSION, "files": files}, handle)
-        os.replace(handle.name, path)
+        write_json_atomic(path, {"version": CACHE_VERSION, "files": files})
     except OSError as err:
         log.warning("could not write probe cache %s: %s", path, err)
 

@@ -28,6 +28,7 @@ from avssl.data.clips import entry_segment, label_names
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
 from avssl.data.sampling import seed_from
+from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +177,6 @@ class _ShardSink:
             self._writer = None
 
 
-def _write_json_atomic(data: dict, path: Path) -> None:
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    with handle:
-        json.dump(data, handle)
-    os.replace(handle.name, path)
-
-
 def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path, *, shard_size: int | str = "1GB",
                  shuffle_seed: int | None = None, probe_cache: str | Path | bool | None = None,
                  overwrite: bool = False, show_progress: bool = False) -> ShardReport:
@@ -244,6 +238,6 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
         "shards": shards,
         "rejected": [{"path": info.path, "reason": info.reason} for info in rejected],
     }
-    _write_json_atomic(index, out_dir / INDEX_NAME)
+    write_json_atomic(out_dir / INDEX_NAME, index)
     return ShardReport(out_dir, [s["name"] for s in shards], len(videos), sum(s["bytes"] for s in shards),
                        classes, rejected)

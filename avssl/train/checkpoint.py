@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from avssl.files import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
@@ -67,12 +69,6 @@ def _read_index(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
@@ -112,7 +108,7 @@ def save_checkpoint(
         best is None or (metric > best if higher_is_better else metric < best)
     ):
         index["best"], index["best_metric"] = name, metric
-    _write_json_atomic(directory / INDEX_FILE, index)
+    write_json_atomic(directory / INDEX_FILE, index, indent=2)
     _prune(directory, keep=keep, protect={index.get("best"), name})
     log.info("checkpoint written: %s", final)
     return final
