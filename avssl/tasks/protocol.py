@@ -32,15 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from avssl.data.clips import entry_segment, label_names
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import probe
 
 
 def entry_classes(entry: ManifestEntry) -> tuple[str, ...]:
     """The classes a manifest entry counts for: its labels (multi-label) or its one label."""
-    if entry.labels:
-        return entry.labels
-    return (entry.label,) if entry.label is not None else ()
+    return label_names(entry, multi_label=True)
 
 
 def clip_identities(entries: Sequence[ManifestEntry]) -> list[str]:
@@ -127,9 +126,8 @@ def draw_protocol_subset(source: str | Path, per_class: int, seed: int = 0, *,
     identities = clip_identities(entries)
     unique = list(dict.fromkeys(e.path for e in entries))
     info = dict(zip(unique, probe(unique, cache=probe_cache)))
-    usable = [k for k, e in enumerate(entries)
-              if entry_classes(e) and info[e.path].ok and info[e.path].has_audio
-              and (e.start or 0.0) < info[e.path].duration]
+    segments = [entry_segment(e, info[e.path])[0] for e in entries]  # as ClipDataset judges them
+    usable = [k for k, e in enumerate(entries) if entry_classes(e) and segments[k].ok and segments[k].has_audio]
     candidates = [entries[k] for k in usable]
     chosen = per_class_subset(candidates, per_class, seed, identities=[identities[k] for k in usable])
     counts = Counter(c for e in candidates for c in set(entry_classes(e)))
