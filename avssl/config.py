@@ -110,7 +110,12 @@ def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         if key not in types_:
             raise _unknown_key(key, list(types_), prefix)
     kwargs = {k: _coerce(v, types_[k], prefix + k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a dataclass's own check of its values (__post_init__): say where it sits
+        raise ConfigError(f"{prefix}{err}") from None
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

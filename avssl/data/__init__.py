@@ -19,6 +19,7 @@ _EXPORTS = {
     "make_sampler": "avssl.data.sampling",
     "VideoTransform": "avssl.data.video",
     "AudioTransform": "avssl.data.audio",
+    "AugmentConfig": "avssl.data.augment",
     "log_mel": "avssl.data.audio",
     "target_frames": "avssl.data.audio",
     "ManifestEntry": "avssl.data.manifest",

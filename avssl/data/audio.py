@@ -55,6 +55,24 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int 
                        frame_shift=FRAME_SHIFT_MS, frame_length=FRAME_LENGTH_MS)
 
 
+def check_masks(freq_mask: int, time_mask: float) -> None:
+    """Raise ValueError unless ``freq_mask`` is a whole number of mel bins >= 0 and ``time_mask`` a
+    fraction of the frames in [0, 1] (0 turns either mask off)."""
+    if isinstance(freq_mask, bool) or not isinstance(freq_mask, int) or freq_mask < 0:
+        raise ValueError(f"freq_mask: expected the widest frequency mask in mel bins, an integer >= 0 "
+                         f"(0: none), got {freq_mask!r}")
+    if not 0 <= time_mask <= 1:
+        raise ValueError(f"time_mask: expected the widest time mask as a fraction of the frames in [0, 1] "
+                         f"(0: none), got {time_mask!r}")
+
+
+def spec_augment_phrases(freq_mask: int, time_mask: float) -> list[str]:
+    """SpecAugment's masks in words, for run logs and reports (nothing when both are off)."""
+    bands = [f"freq<={freq_mask} bins"] if freq_mask else []
+    bands += [f"time<={time_mask * 100:g}%"] if time_mask else []
+    return [f"SpecAugment {' '.join(bands)}"] if bands else []
+
+
 def mask_band(size: int, max_width: int, generator: torch.Generator | None = None) -> tuple[int, int]:
     """A random band ``(start, width)`` along an axis of ``size``: width uniform in
     [0, max_width] (capped at size), start uniform over the positions that fit."""
@@ -68,15 +86,14 @@ class AudioTransform:
 
     ``train=True`` adds one frequency mask of up to ``freq_mask`` bins and one
     time mask of up to ``time_mask`` (a fraction) of the frames, zeroing those
-    cells in normalised space.
+    cells in normalised space; 0 turns a mask off.
     """
 
     def __init__(self, target_frames: int, *, sample_rate: int = 16000, num_mel_bins: int = 128,
                  mean: float = FBANK_MEAN, std: float = FBANK_STD, train: bool = False, freq_mask: int = 48, time_mask: float = 0.2):
         if target_frames < 1:
             raise ValueError(f"target_frames must be >= 1, got {target_frames}")
-        if not 0 <= time_mask <= 1:
-            raise ValueError(f"time_mask is a fraction of the frames in [0, 1], got {time_mask}")
+        check_masks(freq_mask, time_mask)
         self.target_frames = target_frames
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
@@ -84,11 +101,17 @@ class AudioTransform:
         self.std = std
         self.train = train
         self.freq_mask = freq_mask
+        self.time_mask = time_mask
         self.time_mask_frames = int(time_mask * target_frames)
 
     def __repr__(self) -> str:
         return (f"AudioTransform(target_frames={self.target_frames}, sample_rate={self.sample_rate}, "
-                f"num_mel_bins={self.num_mel_bins}, mean={self.mean}, std={self.std}, train={self.train})")
+                f"num_mel_bins={self.num_mel_bins}, mean={self.mean}, std={self.std}, train={self.train}, "
+                f"freq_mask={self.freq_mask}, time_mask={self.time_mask})")
+
+    def describe(self) -> list[str]:
+        """The random augmentations this transform applies, in words (none in evaluation)."""
+        return spec_augment_phrases(self.freq_mask, self.time_mask) if self.train else []
 
     def __call__(self, waveform: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one clip's mono waveform."""

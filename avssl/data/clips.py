@@ -14,6 +14,7 @@ from typing import BinaryIO, Sequence
 import torch
 
 from avssl.data.audio import AudioTransform, target_frames
+from avssl.data.augment import AugmentConfig, join_phrases
 from avssl.data.decode import DecodedClip, decode_clips
 from avssl.data.manifest import ManifestEntry
 from avssl.data.probe import VideoInfo
@@ -56,14 +57,16 @@ class ClipMaker:
     """Sampler, decoder settings and transforms of a clip dataset; `make_item` builds its items.
 
     The base of ClipDataset and ShardDataset, which read a video's bytes from a file and from a shard.
-    The arguments are theirs (see ClipDataset). ``epoch`` (0 at first) selects the draws; a subclass
+    The arguments are theirs (see ClipDataset); ``augment`` sets the training augmentations (default:
+    `AugmentConfig()`; unused when not ``train``). ``epoch`` (0 at first) selects the draws; a subclass
     may replace ``video_transform`` or ``audio_transform`` after construction.
     """
 
     def __init__(self, *, num_frames: int, clip_duration: float, frame_size: int, sampler: str | ClipSampler,
                  clips_per_video: int, train: bool, audio_rate: int, num_mel_bins: int, seed: int, short: str,
                  image_mean: tuple[float, float, float], image_std: tuple[float, float, float],
-                 fbank_mean: float, fbank_std: float):
+                 fbank_mean: float, fbank_std: float, augment: AugmentConfig | None = None):
+        augment = augment or AugmentConfig()
         if isinstance(sampler, str):
             sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
         self.sampler = sampler
@@ -73,9 +76,17 @@ class ClipMaker:
         self.short_side = eval_resize(frame_size)
         self.seed = seed
         self.epoch = 0
-        self.video_transform = VideoTransform(frame_size, train=train, mean=image_mean, std=image_std)
+        self.video_transform = VideoTransform(frame_size, train=train, scale=augment.crop_scale,
+                                              ratio=augment.crop_ratio, flip=augment.flip, mean=image_mean,
+                                              std=image_std)
         self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
-                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train)
+                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train,
+                                              freq_mask=augment.freq_mask, time_mask=augment.time_mask)
+
+    def augmentations(self) -> str:
+        """The random augmentations of this dataset's items in words ("none" for evaluation data),
+        read from the transforms themselves, so a run logs what its clips really get."""
+        return join_phrases(self.video_transform.describe() + self.audio_transform.describe())
 
     def make_item(self, video: str | Path | BinaryIO, *, path: str, duration: float, offset: float,
                   label: torch.Tensor, index: int, item: int) -> dict | list[dict]:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avssl.data.audio import FBANK_MEAN, FBANK_STD
+from avssl.data.augment import AugmentConfig
 from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, entry_segment, label_names, label_target
 from avssl.data.decode import DecodeError
 from avssl.data.manifest import ManifestEntry, read_source
@@ -43,7 +44,8 @@ class ClipDataset(ClipMaker, Dataset):
 
     ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std`` are the
     normalisation statistics; pass a model's (``ModelConfig``) to feed it the
-    way it was trained.
+    way it was trained. ``augment`` (an `AugmentConfig`; default: its defaults) sets the random
+    crop, flip and SpecAugment of training items (``train=True``); `augmentations()` names them.
 
     Files the probe refuses are kept in ``rejected`` and summarised in one
     warning. A file that fails to decode later is logged, counted in
@@ -57,11 +59,12 @@ class ClipDataset(ClipMaker, Dataset):
                  classes: list[str] | None = None, probe_cache: str | Path | None = None, short: str = "pad",
                  image_mean: tuple[float, float, float] = IMAGENET_MEAN,
                  image_std: tuple[float, float, float] = IMAGENET_STD,
-                 fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD):
+                 fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD,
+                 augment: AugmentConfig | None = None):
         super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
                          clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
                          seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std)
+                         fbank_std=fbank_std, augment=augment)
         self.decode_failures = 0
 
         entries = read_source(source)

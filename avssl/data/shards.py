@@ -37,6 +37,7 @@ from webdataset.tariterators import tarfile_samples
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.data.audio import FBANK_MEAN, FBANK_STD
+from avssl.data.augment import AugmentConfig
 from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, label_target
 from avssl.data.decode import DecodeError
 from avssl.data.probe import VideoInfo
@@ -129,8 +130,9 @@ class ShardDataset(ClipMaker, IterableDataset):
 
     `shards`: a folder written by `avssl shard`, shard paths or URLs, or a brace pattern of them
     (see `resolve_shards`); `index`: where ``index.json`` is when not beside the shards. The clip
-    arguments are ClipDataset's. ``shuffle`` permutes the shard order every epoch and mixes the
-    items of consecutive videos in a buffer of ``shuffle_buffer`` items (their videos held in memory).
+    arguments are ClipDataset's (``augment`` included). ``shuffle`` permutes the shard order every
+    epoch and mixes the items of consecutive videos in a buffer of ``shuffle_buffer`` items (their
+    videos held in memory).
     ``rank``/``world_size`` and ``batch_size``/``drop_last`` set how an epoch is split (module
     docstring); `split` returns a copy with them changed (what `build_loader` uses).
 
@@ -147,11 +149,11 @@ class ShardDataset(ClipMaker, IterableDataset):
                  image_std: tuple[float, float, float] = IMAGENET_STD, fbank_mean: float = FBANK_MEAN,
                  fbank_std: float = FBANK_STD, shuffle: bool = True, shuffle_buffer: int = 16,
                  fixed_length: bool = True, rank: int = 0, world_size: int = 1, batch_size: int = 1,
-                 drop_last: bool = False):
+                 drop_last: bool = False, augment: AugmentConfig | None = None):
         super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
                          clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
                          seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std)
+                         fbank_std=fbank_std, augment=augment)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
         self.start, self.decode_failures = 0, 0
 

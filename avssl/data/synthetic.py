@@ -2,9 +2,10 @@
 
 `write_video` muxes frames and/or audio with PyAV into MP4, MKV, WebM, AVI (or M4A for sound
 alone), so tests and demos exercise the same decoder paths as real data. `make_corpus` writes a
-small labelled corpus in which each class is a (shape, colour) paired with a tone, and within each
-video the shape flashes exactly when a sound burst starts: audio-visual correspondence holds across
-classes (what sounds) and within a class (when it sounds).
+small labelled corpus: the easy kind, in which each class is a (shape, colour) paired with a tone, and
+within each video the shape flashes exactly when a sound burst starts, so audio-visual correspondence
+holds across classes (what sounds) and within a class (when it sounds); or the hard, sparse kind
+(`avssl.data.synthetic_sparse`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import av
 import numpy as np
@@ -177,7 +178,7 @@ CLASSES: tuple[SyntheticClass, ...] = (
 )
 
 
-def _shape_mask(shape: str, size: int) -> np.ndarray:
+def shape_mask(shape: str, size: int) -> np.ndarray:
     """A boolean (size, size) sprite of the named shape."""
     y, x = (np.mgrid[:size, :size] + 0.5) / size * 2 - 1  # coordinates in [-1, 1]
     masks = {
@@ -212,7 +213,7 @@ def _render_frames(spec: SyntheticClass, onsets: np.ndarray, rng: np.random.Gene
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     frames[:] = rng.integers(10, 40, size=3, dtype=np.uint8)
     sprite = max(4, size * 3 // 10)
-    sprites = {False: _shape_mask(spec.shape, sprite), True: _shape_mask(spec.shape, sprite * 13 // 10)}
+    sprites = {False: shape_mask(spec.shape, sprite), True: shape_mask(spec.shape, sprite * 13 // 10)}
     colour = np.array(spec.colour, np.float64)
     bright = (0.4 * colour + 0.6 * 255).astype(np.uint8)
     position = rng.uniform(0, size - sprite, size=2)
@@ -249,7 +250,27 @@ def _render_audio(spec: SyntheticClass, onsets: np.ndarray, rng: np.random.Gener
     return np.clip(audio, -1, 1).astype(np.float32)[None]
 
 
-def make_corpus(
+CORPUS_KINDS = ("easy", "sparse")
+
+
+def make_corpus(out_dir: str | Path, *, kind: str = "easy", **options: Any) -> Path:
+    """Write a synthetic corpus of real MP4 files into `out_dir`; returns it.
+
+    kind "easy" (`make_easy_corpus`): one loud tone burst per class and large shapes, the demo's corpus.
+    kind "sparse" (`avssl.data.synthetic_sparse.make_sparse_corpus`): short events under per-clip
+    nuisance, with unseen objects and voices at test time, the development corpus for learning that
+    must work on real video. `options` are that function's keyword arguments.
+    """
+    if kind == "easy":
+        return make_easy_corpus(out_dir, **options)
+    if kind == "sparse":
+        from avssl.data.synthetic_sparse import make_sparse_corpus  # it builds on this module's writers
+
+        return make_sparse_corpus(out_dir, **options)
+    raise ValueError(f"unknown corpus kind {kind!r}; choose one of {', '.join(CORPUS_KINDS)}")
+
+
+def make_easy_corpus(
     out_dir: str | Path,
     *,
     num_classes: int = 4,

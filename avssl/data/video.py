@@ -1,11 +1,12 @@
 """Frame transforms: decoded uint8 frames -> normalised float clip.
 
-Training: random-resized crop (area ``scale``, aspect ``ratio``) and horizontal
-flip. Evaluation: resize the short side to ``size * 256 / 224`` and take the
-centre ``size`` x ``size`` crop (the ImageNet convention CAV-MAE and VideoMAE
-follow). Every frame of a clip gets the same crop and flip, so motion stays
-coherent; the random parameters come from the ``torch.Generator`` passed in,
-which the dataset seeds from (seed, epoch, index).
+Training: random-resized crop (area ``scale``, aspect ``ratio``; ``scale`` (1, 1)
+keeps the whole frame) and horizontal flip (optional: a mirror turns "moving
+left" into "moving right"). Evaluation: resize the short side to
+``size * 256 / 224`` and take the centre ``size`` x ``size`` crop (the ImageNet
+convention CAV-MAE and VideoMAE follow). Every frame of a clip gets the same
+crop and flip, so motion stays coherent; the random parameters come from the
+``torch.Generator`` passed in, which the dataset seeds from (seed, epoch, index).
 
 All ops run once on the whole (T, 3, H, W) uint8 tensor through
 ``torchvision.transforms.v2.functional`` (antialiased), and only the final
@@ -32,12 +33,38 @@ def _rand(generator: torch.Generator | None) -> float:
     return float(torch.rand((), generator=generator))
 
 
+def check_crop(scale: tuple[float, float], ratio: tuple[float, float],
+               names: tuple[str, str] = ("scale", "ratio")) -> None:
+    """Raise ValueError unless ``scale`` is a range of area fractions in (0, 1] and ``ratio`` a range
+    of positive aspect ratios; ``names`` are the settings' names in the message."""
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"{names[0]}: expected [min, max] with 0 < min <= max <= 1 (fractions of the frame's "
+                         f"area; [1, 1] keeps the whole frame), got {scale}")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"{names[1]}: expected [min, max] aspect ratios (width / height) with 0 < min <= max, "
+                         f"got {ratio}")
+
+
+def crop_flip_phrases(scale: tuple[float, float], ratio: tuple[float, float], flip: bool) -> list[str]:
+    """The training crop and flip in words, for run logs and reports (nothing for what is off)."""
+    phrases = []
+    if scale[0] < 1:
+        phrases.append(f"random resized crop scale {scale[0]:g}-{scale[1]:g} aspect {ratio[0]:.3g}-{ratio[1]:.3g}")
+    if flip:
+        phrases.append("horizontal flip")
+    return phrases
+
+
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
                             generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
     """``(top, left, h, w)`` of a crop covering a random fraction ``scale`` of the
     area with a random aspect ``ratio`` (log-uniform), as torchvision's
     RandomResizedCrop draws it, but from ``generator``. After 10 misses it falls
-    back to the largest centred crop with the nearest allowed aspect ratio."""
+    back to the largest centred crop with the nearest allowed aspect ratio.
+    ``scale`` (1, 1) asks for the whole area, which only the whole frame has: it
+    is returned, whatever its aspect, with nothing drawn."""
+    if scale[0] >= 1:
+        return 0, 0, height, width
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
@@ -62,18 +89,15 @@ def random_resized_crop_box(height: int, width: int, scale: tuple[float, float],
 class VideoTransform:
     """(T, H, W, 3) uint8 frames -> (T, 3, size, size) float32, ImageNet-normalised.
 
-    ``train=True`` draws a random-resized crop and a coin-flip mirror (when
-    ``flip``) from the generator; ``train=False`` is deterministic
-    (short-side resize to ``eval_resize(size)``, centre crop).
+    ``train=True`` draws a random-resized crop (none when ``scale`` is (1, 1))
+    and a coin-flip mirror (when ``flip``) from the generator; ``train=False``
+    is deterministic (short-side resize to ``eval_resize(size)``, centre crop).
     """
 
     def __init__(self, size: int = 224, *, train: bool = False, scale: tuple[float, float] = (0.35, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
                  mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD):
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}")
+        check_crop(scale, ratio)
         self.size = size
         self.train = train
         self.scale = scale
@@ -85,6 +109,10 @@ class VideoTransform:
     def __repr__(self) -> str:
         return (f"VideoTransform(size={self.size}, train={self.train}, scale={self.scale}, "
                 f"ratio={self.ratio}, flip={self.flip})")
+
+    def describe(self) -> list[str]:
+        """The random augmentations this transform applies, in words (none in evaluation)."""
+        return crop_flip_phrases(self.scale, self.ratio, self.flip) if self.train else []
 
     def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one clip; ``frames`` is (T, H, W, 3) uint8."""

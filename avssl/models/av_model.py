@@ -12,7 +12,7 @@ frame. One pretraining step:
 4. the per-stream outputs of the masked forward are mean-pooled (as CAV-MAE does: no second,
    unmasked pass), projected (`video_proj`, `audio_proj`) to `proj_dim` and L2-normalised for InfoNCE.
 
-loss = loss_mae_video + loss_mae_audio + contrastive_weight * loss_contrastive.
+loss = mae_weight * (loss_mae_video + loss_mae_audio) + contrastive_weight * loss_contrastive.
 """
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
+def _proj_norm(config: ModelConfig) -> nn.Module:
+    """What precedes a projection: nothing, or a per-feature batch standardisation (MoCo v3's BN heads),
+    which removes the component every clip shares so that InfoNCE sees how clips differ from the start."""
+    return nn.BatchNorm1d(config.embed_dim, affine=False) if config.proj_norm == "batch" else nn.Identity()
+
+
 class AVModel(nn.Module):
     """Video and audio encoders with shared joint layers, an MAE decoder and projection heads."""
 
@@ -53,6 +59,8 @@ class AVModel(nn.Module):
         )
         self.joint_norm = nn.LayerNorm(dim, eps=config.norm_eps)
         self.decoder = MAEDecoder(config)
+        self.video_proj_norm = _proj_norm(config)
+        self.audio_proj_norm = _proj_norm(config)
         self.video_proj = nn.Linear(dim, config.proj_dim)
         self.audio_proj = nn.Linear(dim, config.proj_dim)
         self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature)
@@ -92,9 +100,10 @@ class AVModel(nn.Module):
                        attn_mask=attn_mask)
         return self.joint_norm(x)
 
-    @staticmethod
-    def _embedding(tokens: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
-        return F.normalize(proj(tokens.mean(dim=1)).float(), dim=-1)
+    def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
+        """Pooled features (B, D) of "video" or "audio" -> (B, proj_dim) L2-normalised embeddings."""
+        norm, proj = getattr(self, f"{modality}_proj_norm"), getattr(self, f"{modality}_proj")
+        return F.normalize(proj(norm(pooled)).float(), dim=-1)
 
     # ---- public API -----------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor | None = None, *,
@@ -127,11 +136,16 @@ class AVModel(nn.Module):
         loss_audio = mae_loss(pred_audio, audio_patches(audio, cfg.audio_patch), audio_mask.mask, cfg.norm_pix_loss,
                               weights=valid)
 
-        video_emb = self._embedding(self.video_encoder.forward_joint(video_tokens, self.joint_blocks), self.video_proj)
-        audio_emb = self._embedding(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks), self.audio_proj)
+        if cfg.contrastive_view == "full":
+            video_pooled = self.video_encoder(video, joint_blocks=self.joint_blocks)
+            audio_pooled = self.audio_encoder(audio, joint_blocks=self.joint_blocks)
+        else:
+            video_pooled = self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1)
+            audio_pooled = self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1)
+        video_emb, audio_emb = self.project(video_pooled, "video"), self.project(audio_pooled, "audio")
         loss_contrastive = self.contrastive(video_emb, audio_emb, valid)
         return {
-            "loss": loss_video + loss_audio + cfg.contrastive_weight * loss_contrastive,
+            "loss": cfg.mae_weight * (loss_video + loss_audio) + cfg.contrastive_weight * loss_contrastive,
             "loss_mae_video": loss_video,
             "loss_mae_audio": loss_audio,
             "loss_contrastive": loss_contrastive,
@@ -141,13 +155,21 @@ class AVModel(nn.Module):
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, proj_dim) L2-normalised embeddings of whole (unmasked) clips."""
-        tokens = self.video_encoder.forward_tokens(video, joint_blocks=self.joint_blocks)
-        return self._embedding(tokens, self.video_proj)
+        return self.project(self.video_encoder(video, joint_blocks=self.joint_blocks), "video")
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, F, M) log-mel -> (B, proj_dim) L2-normalised embeddings (unmasked)."""
-        tokens = self.audio_encoder.forward_tokens(audio, joint_blocks=self.joint_blocks)
-        return self._embedding(tokens, self.audio_proj)
+        return self.project(self.audio_encoder(audio, joint_blocks=self.joint_blocks), "audio")
+
+    def features_and_embeddings(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both modalities of whole (unmasked) clips in one encoder pass each: "video", "audio" (B, D)
+        pooled features before the projections (as `forward_features`) and "video_emb", "audio_emb"
+        (B, proj_dim), the same L2-normalised embeddings as `embed_video` / `embed_audio`."""
+        out: dict[str, torch.Tensor] = {}
+        for name, x in (("video", video), ("audio", audio)):
+            out[name] = self.forward_features(**{name: x})[name]
+            out[f"{name}_emb"] = self.project(out[name], name)
+        return out
 
     def forward_features(self, video: torch.Tensor | None = None,
                          audio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -21,6 +21,8 @@ _CHOICES = {
     "pos_embed": ("sincos", "learned"),
     "video_masking": ("tube", "random"),
     "audio_masking": ("random", "time", "freq", "time_freq"),
+    "contrastive_view": ("masked", "full"),
+    "proj_norm": ("none", "batch"),
 }
 
 
@@ -50,15 +52,21 @@ class ModelConfig:
     decoder_dim: int = 64
     decoder_depth: int = 1
     decoder_heads: int = 4
-    # contrastive head: pooled features are projected to proj_dim and L2-normalised
+    # contrastive head: pooled features are projected to proj_dim and L2-normalised; proj_norm "batch"
+    # standardises each pooled feature over the batch first (running statistics at evaluation)
     proj_dim: int = 64
+    proj_norm: Literal["none", "batch"] = "none"
     # pretraining objective
     video_mask_ratio: float = 0.75
     audio_mask_ratio: float = 0.75
     video_masking: Literal["tube", "random"] = "tube"
     audio_masking: Literal["random", "time", "freq", "time_freq"] = "random"
     norm_pix_loss: bool = True
+    mae_weight: float = 1.0  # CAV-MAE's mae_loss_weight: multiplies both reconstruction terms
     contrastive_weight: float = 0.1
+    # which encoding the contrastive loss compares: "masked" reuses the MAE pass (CAV-MAE), "full" encodes
+    # the whole clips once more, so both sides of a pair see the event they share
+    contrastive_view: Literal["masked", "full"] = "masked"
     temperature: float = 0.05
     learnable_temperature: bool = False
     # preprocessing the weights expect

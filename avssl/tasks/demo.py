@@ -226,7 +226,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             retrieval=retrieval, examples=examples, finetune=finetune,
             finetune_runs={name: r.run_dir for name, r in runs.items()},
             confusion_png=runs["pretrained"].confusion_png, timings=timings,
-            audio_rate=pretrained.config.audio_rate,
+            audio_rate=pretrained.config.audio_rate, pretrain_augment=pre_cfg.data.augment.describe(),
+            finetune_augment=cfg.finetune.data.augment.describe(),
         )
     result.wall_time = time.perf_counter() - start
     write_json({"retrieval": retrieval, "finetune": finetune, "timings": timings, "wall_time": result.wall_time,

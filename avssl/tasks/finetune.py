@@ -35,7 +35,7 @@ from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classi
 from avssl.train import distributed as distr
 from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.config import TrainConfig
-from avssl.train.pretrain import DataConfig, split_sources, write_rejected
+from avssl.train.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
 __all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]
@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneDataConfig(DataConfig):
-    """Pretraining's data settings (train/val sources, clip shape, batching) plus the test set and
-    the views of the final evaluation."""
+    """Pretraining's data settings (train/val sources, clip shape, batching, training augmentations)
+    plus the test set and the views of the final evaluation."""
 
     test: str = ""  # scored once at the end with eval_clips x eval_crops; empty: the validation set
     eval_clips: int = 4  # windows per video, evenly spaced ("constant" sampler)
@@ -185,7 +185,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         shape = dict(num_frames=data.num_frames, frame_size=data.frame_size, clip_duration=data.clip_duration)
         train_set = ClipDataset(
             train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=cfg.seed,
-            short=data.short_videos, **model_cfg.preprocessing(),
+            short=data.short_videos, augment=data.augment, **model_cfg.preprocessing(),
             **{k: v or getattr(model_cfg, k) for k, v in shape.items()},
         )
         if not train_set.classes:
@@ -202,6 +202,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",
                  model_cfg.name, cfg.mode, len(classes), ", multi-label" if model.multi_label else "",
                  len(train_set), len(val_set) // val_set.clips, ctx.world_size, ctx.device)
+        log_augmentations(train_set)
         trainer = Trainer(
             model, loader, make_step(cfg.mode, len(classes), cfg.head, model.multi_label), cfg.train, run_dir, ctx,
             evaluate=make_validator(val_set, data.val_batch_size or data.batch_size, data.num_workers),

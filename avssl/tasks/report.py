@@ -24,11 +24,30 @@ from PIL import Image
 from avssl.data.decode import DecodeError, decode_clip
 from avssl.tasks.charts import line_chart
 from avssl.tasks.retrieval import is_image, media_info
+from avssl.train.collapse import (
+    CHANCE_TOLERANCE,
+    COLLAPSED_COS,
+    MODALITIES,
+    WARNINGS_FILE,
+    read_warnings,
+    summarize_warnings,
+)
 from avssl.train.observe import read_metrics
 
 log = logging.getLogger(__name__)
 
 THUMB_SIZE = 160  # longest side of a thumbnail, pixels
+
+COLLAPSE_CHARTS = {  # chart title -> validation metrics (avssl.train.collapse) it plots per epoch
+    "held-out contrastive loss vs chance (ln B)": ["val_loss_contrastive", "val_contrastive_chance"],
+    **{title: [f"{m}_{stage}_{stat}" for m in MODALITIES for stage in ("emb", "feat")] for title, stat in (
+        ("mean pairwise cosine (collapse: 1)", "cos"),
+        ("std per dim of normalised vectors (collapse: 0)", "std"),
+        ("effective rank", "rank"),
+    )},
+    "alignment (pairs: lower is closer), uniformity (lower: more spread)":
+        ["alignment"] + [f"{m}_uniformity" for m in MODALITIES],
+}
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; padding: 0 1em; }
@@ -222,9 +241,11 @@ class RetrievalExample:
     match_labels: list[str]
 
 
-def metric_curves(records: Sequence[dict], keys: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
-    """(step, value) points of each of `keys` in metrics.jsonl records (keys absent are skipped)."""
-    return {key: [(float(r["step"]), float(r[key])) for r in records if key in r] for key in keys}
+def metric_curves(records: Sequence[dict], keys: Sequence[str],
+                  x: str = "step") -> dict[str, list[tuple[float, float]]]:
+    """(x, value) points of each of `keys` in metrics.jsonl records (keys absent are skipped); x is
+    the record's "step" or, for per-epoch records, "epoch"."""
+    return {key: [(float(r[x]), float(r[key])) for r in records if key in r] for key in keys}
 
 
 def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> str:
@@ -244,6 +265,30 @@ def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> s
     return "".join(blocks)
 
 
+def augment_html(description: str) -> str:
+    """A run's training augmentations as a line of the page (nothing when not given), so a reader
+    can tell, e.g., whether clips were mirrored."""
+    return f'<p class="muted">Training augmentations: {esc(description)}.</p>' if description else ""
+
+
+def collapse_html(run_dir: str | Path) -> str:
+    """A pretraining run's collapse diagnostics: per-epoch charts of the validation's spread metrics
+    and the run's collapse warnings (collapse_warnings.txt), so a collapsed tower shows on the page."""
+    val = read_metrics(run_dir, "val")
+    charts = curves_html({title: metric_curves(val, keys, x="epoch") for title, keys in COLLAPSE_CHARTS.items()},
+                         xlabel="epoch")
+    warnings = read_warnings(run_dir)
+    summary = f"<strong>{esc(summarize_warnings(warnings, val[-1].get('epoch') if val else None))}</strong>"
+    if warnings:  # folded: a run that starts collapsed can warn every epoch
+        table = table_html(["epoch", "warning"], [[epoch, message] for epoch, message in warnings])
+        summary = f"<details><summary>{summary}</summary>{table}</details>"
+    return (
+        charts + summary + '<p class="muted">Checked after the warm-up: a held-out contrastive loss within '
+        f"{CHANCE_TOLERANCE * 100:g} % of ln B (chance), or a tower whose embeddings have a mean pairwise "
+        f"cosine above {COLLAPSED_COS}; the warnings are in the run's {WARNINGS_FILE}.</p>"
+    )
+
+
 def demo_page(
     out: str | Path,
     *,
@@ -256,9 +301,13 @@ def demo_page(
     confusion_png: str | Path | None,
     timings: dict[str, float],
     audio_rate: int = 16000,
+    pretrain_augment: str = "",
+    finetune_augment: str = "",
 ) -> Path:
-    """The demo's report.html: headline, loss curves, retrieval table and examples, fine-tune
-    comparison with its curves and confusion matrix, and where the time went."""
+    """The demo's report.html: headline, loss curves, collapse diagnostics, retrieval table and
+    examples, fine-tune comparison with its curves and confusion matrix, and where the time went.
+    `pretrain_augment` and `finetune_augment` name the training augmentations of those runs (shown
+    under their headings)."""
     assets = PageAssets(out, audio_rate)
     train = read_metrics(pretrain_run, "train")
     val = read_metrics(pretrain_run, "val")
@@ -282,7 +331,8 @@ def demo_page(
     timing_rows = [[stage, float(seconds)] for stage, seconds in timings.items()]
     body = (
         "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in summary) + "</ul>"
-        + "<h2>Pretraining</h2>" + curves_html(pre_curves)
+        + "<h2>Pretraining</h2>" + augment_html(pretrain_augment) + curves_html(pre_curves)
+        + "<h2>Collapse diagnostics (pretraining, held-out clips)</h2>" + collapse_html(pretrain_run)
         + "<h2>Cross-modal retrieval on held-out clips</h2>"
         + table_html(["model"] + [c.replace("_", " ") for c in columns], retrieval_rows)
         + f'<p class="muted">v2a: the frames of each clip query the sounds of all clips; a2v: the other way. '
@@ -290,7 +340,7 @@ def demo_page(
         "lower is better; class P@1: percent whose top match has the query's class.</p>"
         + "<h2>Retrieval examples: nearest sounds for a clip's frames</h2>"
         + '<p class="muted">Green: the query\'s own soundtrack.</p>' + examples_html(assets, examples)
-        + "<h2>Action recognition fine-tuning (same labels)</h2>"
+        + "<h2>Action recognition fine-tuning (same labels)</h2>" + augment_html(finetune_augment)
         + table_html(["initialisation", "fine-tuned top-1 (%)", "fine-tuned top-5 (%)", "linear probe top-1 (%)"],
                      finetune_rows)
         + '<p class="muted">Linear probe: a logistic regression on the frozen encoder\'s features '

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from avssl.config import save_config
+from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
@@ -22,6 +24,14 @@ from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
 from avssl.tasks.metrics import cross_modal_retrieval
 from avssl.train import distributed as distr
+from avssl.train.collapse import (
+    MODALITIES,
+    WARNINGS_FILE,
+    CollapseMonitor,
+    collapse_metrics,
+    read_warnings,
+    summarize_warnings,
+)
 from avssl.train.config import TrainConfig
 from avssl.train.trainer import FitResult, Trainer
 
@@ -44,6 +54,7 @@ class DataConfig:
     batch_size: int = 8
     val_batch_size: int | None = None
     num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training clips only; see avssl.data.augment
 
 
 @dataclass
@@ -125,7 +136,8 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path
         **model_cfg.preprocessing(),
     )
     train_type = ShardDataset if is_shard_source(train_source) else ClipDataset
-    train = train_type(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, **common)
+    train = train_type(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True,
+                       augment=data.augment, **common)
     if is_shard_source(val_source):
         val = ShardDataset(val_source, sampler="constant", train=False, shuffle=False, fixed_length=False, **common)
     else:
@@ -144,6 +156,12 @@ def require_sound(dataset: ClipDataset | ShardDataset) -> None:
                     silent, dataset.num_videos)
 
 
+def log_augmentations(dataset: ClipDataset | ShardDataset) -> None:
+    """Log, once at the start of a run, the random augmentations the training clips get (read from the
+    dataset's transforms), so a run's log says whether, e.g., its clips were mirrored."""
+    log.info("training augmentations: %s", dataset.augmentations())
+
+
 def write_rejected(run_dir: Path, *datasets: ClipDataset) -> Path:
     """The files the data side refused, one `path<TAB>reason` per line (empty file when none)."""
     path = run_dir / "rejected.txt"
@@ -159,39 +177,59 @@ def pretrain_step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Te
     return model(batch["video"], batch["audio"], batch["has_audio"])
 
 
+def _validation_pass(model: nn.Module, batches: Iterable[dict[str, Any]], device: torch.device
+                     ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """One pass over validation batches: the mean of each loss term (`val_<term>`) and of the
+    contrastive term's chance level (`val_contrastive_chance`: ln of the clips with sound in a batch,
+    InfoNCE's loss when its scores carry no information); and the pooled features ("video",
+    "audio") and embeddings ("video_emb", "audio_emb") of all clips with sound."""
+    sums: dict[str, float] = {}
+    parts: dict[str, list[torch.Tensor]] = {}
+    count = 0
+    for batch in batches:
+        video, audio = batch["video"].to(device), batch["audio"].to(device)
+        has_audio = batch["has_audio"].to(device)
+        out = model(video, audio, has_audio)
+        keep = has_audio.bool()
+        terms = {key: float(value) for key, value in out.items() if key.startswith("loss")}
+        terms["contrastive_chance"] = math.log(max(int(keep.sum()), 1))
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value
+        for key, value in model.features_and_embeddings(video[keep], audio[keep]).items():
+            parts.setdefault(key, []).append(value.float().cpu())
+        count += 1
+    means = {f"val_{key}": value / max(count, 1) for key, value in sums.items()}
+    return means, {key: torch.cat(values) for key, values in parts.items()}
+
+
 def make_validator(loader: Any) -> Any:
-    """Validation: mean loss terms of the pretraining objective and cross-modal retrieval R@k."""
+    """Validation: mean loss terms of the pretraining objective with the contrastive term's chance
+    level, cross-modal retrieval R@k, and the collapse diagnostics of `avssl.train.collapse`
+    (spread of each tower's features and embeddings, alignment and uniformity)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        device = next(model.parameters()).device
-        sums: dict[str, float] = {}
-        batches = 0
-        video_embs, audio_embs = [], []
-        for batch in loader:
-            video, audio = batch["video"].to(device), batch["audio"].to(device)
-            has_audio = batch["has_audio"].to(device)
-            out = model(video, audio, has_audio)
-            for key, value in out.items():
-                if key.startswith("loss"):
-                    sums[key] = sums.get(key, 0.0) + float(value)
-            batches += 1
-            keep = has_audio.bool()
-            video_embs.append(model.embed_video(video[keep]).float().cpu())
-            audio_embs.append(model.embed_audio(audio[keep]).float().cpu())
-        metrics = {f"val_{k}": v / max(batches, 1) for k, v in sums.items()}
-        video_emb, audio_emb = torch.cat(video_embs), torch.cat(audio_embs)
-        if len(video_emb):
-            metrics.update(cross_modal_retrieval(video_emb, audio_emb, ks=(1, 5)))
+        metrics, encoded = _validation_pass(model, loader, next(model.parameters()).device)
+        if encoded and len(encoded["video_emb"]):
+            metrics.update(cross_modal_retrieval(encoded["video_emb"], encoded["audio_emb"], ks=(1, 5)))
             metrics["mean_R@1"] = (metrics["v2a_R@1"] + metrics["a2v_R@1"]) / 2
-            metrics["chance_R@1"] = 100.0 / len(video_emb)
+            metrics["chance_R@1"] = 100.0 / len(encoded["video_emb"])
+            metrics.update(collapse_metrics({m: encoded[m] for m in MODALITIES},
+                                            {m: encoded[f"{m}_emb"] for m in MODALITIES}))
         return metrics
 
     return evaluate
 
 
+def report_collapse(run_dir: Path, last_epoch: int) -> None:
+    """End-of-run summary of the collapse warnings (`avssl.train.collapse`) the run recorded."""
+    warnings = read_warnings(run_dir)
+    if warnings:
+        log.warning("%s; see %s", summarize_warnings(warnings, last_epoch), run_dir / WARNINGS_FILE)
+
+
 def run_pretrain(cfg: PretrainConfig) -> FitResult:
     """Pretrain as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
-    tensorboard/ and rejected.txt."""
+    tensorboard/, rejected.txt and collapse_warnings.txt."""
     ctx = distr.init_distributed(cfg.train.device)
     try:
         run_dir = Path(cfg.out)
@@ -220,14 +258,20 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
             model.config.name, sum(p.numel() for p in model.parameters()) / 1e6,
             len(train_set), len(val_set), ctx.world_size, ctx.device,
         )
+        log_augmentations(train_set)
         if len(val_set) < MIN_VAL_CLIPS:
             log.warning("only %d validation clips: retrieval R@1 among them is coarse (chance %.0f %%); "
                         "give more held-out videos with data.val or data.val_fraction",
                         len(val_set), 100 / max(len(val_set), 1))
+        monitor = CollapseMonitor(cfg.train.warmup_epochs, run_dir)
         trainer = Trainer(
             model, loader, pretrain_step, cfg.train, run_dir, ctx,
             evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,
+            after_validation=monitor.after_validation,
         )
-        return trainer.fit()
+        result = trainer.fit()
+        if ctx.is_main:
+            report_collapse(run_dir, result.position.epoch)
+        return result
     finally:
         distr.cleanup()

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 StepFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
+ValidationHook = Callable[[int, dict[str, float]], dict[str, float]]  # (epoch, metrics) -> numbers to add
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,7 +94,11 @@ def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 
 class Trainer:
-    """Runs `cfg.epochs` epochs of `step_fn` over `loader`, evaluating and checkpointing on the way."""
+    """Runs `cfg.epochs` epochs of `step_fn` over `loader`, evaluating and checkpointing on the way.
+
+    `after_validation(epoch, metrics)`, when given, runs after each validation (main process) and
+    returns numbers recorded with that validation's metrics (pretraining counts collapse warnings).
+    """
 
     def __init__(
         self,
@@ -110,8 +115,10 @@ class Trainer:
         seed: int = 0,
         groups: list[dict[str, Any]] | None = None,
         find_unused_parameters: bool = False,
+        after_validation: ValidationHook | None = None,
     ) -> None:
         self.cfg, self.ctx, self.seed = cfg, ctx, seed
+        self.after_validation = after_validation
         self.run_dir = Path(run_dir)
         self.loader, self.step_fn, self.evaluate = loader, step_fn, evaluate
         self.best_metric, self.higher_is_better = best_metric, higher_is_better
@@ -227,9 +234,11 @@ class Trainer:
             with torch.no_grad():
                 metrics = self.evaluate(self.model)
             self.model.train()
-            self.metrics.log("val", self.position.step, metrics, epoch=self.position.epoch)
             log.info("epoch %d validation: %s", self.position.epoch,
                      ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+            if self.after_validation is not None:
+                metrics.update(self.after_validation(self.position.epoch, metrics))
+            self.metrics.log("val", self.position.step, metrics, epoch=self.position.epoch)
         distr.barrier()
         return metrics
 

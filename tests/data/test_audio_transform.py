@@ -100,3 +100,33 @@ def test_mask_band_fits():
         start, width = mask_band(10, 20, _gen(seed))
         assert 0 <= width <= 10 and 0 <= start and start + width <= 10
     assert mask_band(10, 0, _gen(0))[1] == 0
+
+
+def test_spec_augment_off_leaves_the_spectrogram_unchanged():
+    wave = _wave(32000)
+    clean = AudioTransform(208)(wave)
+    masked = [AudioTransform(208, train=True)(wave, _gen(s)) for s in range(4)]
+    assert any(not torch.equal(m, clean) for m in masked)  # on by default in training
+    off = AudioTransform(208, train=True, freq_mask=0, time_mask=0.0)
+    for seed in range(4):
+        assert torch.equal(off(wave, _gen(seed)), clean)
+
+
+def test_masks_stay_within_their_limits():
+    wave = _wave(32000)
+    clean = AudioTransform(208)(wave)
+    for seed in range(8):
+        out = AudioTransform(208, train=True, freq_mask=10, time_mask=0.0)(wave, _gen(seed))
+        zeroed_bins = ((out != clean).any(dim=0)).sum()
+        assert zeroed_bins <= 10 and torch.equal(out.any(dim=1), clean.any(dim=1))  # no time band
+
+
+def test_description_and_bad_masks():
+    assert AudioTransform(208, train=True).describe() == ["SpecAugment freq<=48 bins time<=20%"]
+    assert AudioTransform(208, train=True, freq_mask=0).describe() == ["SpecAugment time<=20%"]
+    assert AudioTransform(208, train=True, freq_mask=0, time_mask=0.0).describe() == []
+    assert AudioTransform(208).describe() == []  # evaluation never augments
+    with pytest.raises(ValueError, match="freq_mask"):
+        AudioTransform(208, freq_mask=-2)
+    with pytest.raises(ValueError, match="time_mask"):
+        AudioTransform(208, time_mask=1.2)

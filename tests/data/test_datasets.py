@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from avssl.data.audio import FBANK_MEAN, FBANK_STD, target_frames
+from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.manifest import ManifestEntry, write_manifest
 from avssl.data.synthetic import counter_value, make_corpus
@@ -173,3 +174,20 @@ def test_uniform_sampler_indexes_every_window(corpus):
     assert len(ds) == 8
     assert [(ds[i]["path"][-16:], ds[i]["clip_start"]) for i in (0, 1, 2)] == [
         ("circle_low/0.mp4", 0.0), ("circle_low/0.mp4", 1.0), ("circle_low/1.mp4", 0.0)]
+
+
+def test_augment_reaches_the_training_items(corpus):
+    # fixed windows ("constant"): with every augmentation off, training items no longer change by epoch
+    off = AugmentConfig(flip=False, crop_scale=(1.0, 1.0), freq_mask=0, time_mask=0.0)
+    plain = ClipDataset(corpus / "videos", **TINY, sampler="constant", augment=off, probe_cache=_cache(corpus))
+    augmented = ClipDataset(corpus / "videos", **TINY, sampler="constant", probe_cache=_cache(corpus))
+    assert plain.video_transform.flip is False and plain.audio_transform.freq_mask == 0
+    firsts = (plain[0], augmented[0])
+    plain.set_epoch(1)
+    augmented.set_epoch(1)
+    assert torch.equal(plain[0]["video"], firsts[0]["video"]) and torch.equal(plain[0]["audio"], firsts[0]["audio"])
+    assert not torch.equal(augmented[0]["video"], firsts[1]["video"])
+    assert plain.augmentations() == "none"
+    assert augmented.augmentations() == AugmentConfig().describe()
+    evaluation = ClipDataset(corpus / "videos", **TINY, train=False, probe_cache=_cache(corpus))
+    assert evaluation.augmentations() == "none"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from avssl.cli import main
+from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, write_manifest
@@ -55,6 +56,17 @@ def test_clips_from_shards_equal_clips_from_the_files(shard_dir, synthetic_corpu
         epochs.append({i["index"]: i["clip_start"] for i in items})
     assert epochs[0] != epochs[1]  # set_epoch reseeds the draws
     assert shards.classes == files.classes
+
+
+def test_augmentations_apply_to_shard_items_as_to_file_items(shard_dir, synthetic_corpus):
+    augment = AugmentConfig(flip=False, crop_scale=(0.5, 1.0), freq_mask=0)
+    shards = ShardDataset(shard_dir, seed=5, augment=augment, **TINY)
+    files = ClipDataset(synthetic_corpus / "train.csv", seed=5, augment=augment, probe_cache=False, **TINY)
+    assert shards.augmentations() == files.augmentations() == augment.describe()
+    items = list(shards)
+    assert_same_items(items, files)
+    default = ClipDataset(synthetic_corpus / "train.csv", seed=5, probe_cache=False, **TINY)
+    assert any(not torch.equal(item["video"], default[item["index"]]["video"]) for item in items[:4])
 
 
 def test_segments_multi_label_and_several_items_per_video(tmp_path, synthetic_corpus):
@@ -160,8 +172,10 @@ def test_pretraining_takes_a_shard_folder_as_training_data(shard_dir, synthetic_
     cfg = PretrainConfig()
     cfg.data.train, cfg.data.val = str(shard_dir), str(synthetic_corpus / "val.csv")
     cfg.data.num_frames, cfg.data.frame_size, cfg.data.clip_duration = 2, 32, 1.0
+    cfg.data.augment = AugmentConfig(flip=False)
     train, val = build_datasets(cfg, get_config("tiny"), tmp_path)
     assert isinstance(train, ShardDataset) and isinstance(val, ClipDataset)
+    assert train.augmentations() == cfg.data.augment.describe() and val.augmentations() == "none"
     batch = next(iter(build_loader(train, batch_size=4, num_workers=0, rank=0, world_size=2)))
     assert batch["video"].shape == (4, 2, 3, 32, 32) and batch["label"].shape == (4,)
     cfg.data.val = ""

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
+from einops import rearrange
 
 from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, eval_resize, random_resized_crop_box
 
@@ -97,3 +99,37 @@ def test_bad_input_is_named():
         VideoTransform(32)(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="scale"):
         VideoTransform(32, scale=(0.5, 1.5))
+
+
+def _runs_left_to_right(out: torch.Tensor) -> bool:
+    """Whether a transformed column ramp still gets brighter from left to right (not mirrored)."""
+    columns = _denormalise(out).mean(dim=(0, 1, 2))
+    return bool(columns[-1] > columns[0])
+
+
+def test_without_flip_a_clip_is_never_mirrored():
+    # left dark, right bright: a mirror (or nothing else) reverses that, whatever the crop
+    frames = _column_ramp(2, 48, 96)
+    mirrored = [not _runs_left_to_right(VideoTransform(32, train=True)(frames, _gen(s))) for s in range(20)]
+    assert any(mirrored) and not all(mirrored)  # with the flip on, about half are
+    no_flip = VideoTransform(32, train=True, flip=False)
+    assert all(_runs_left_to_right(no_flip(frames, _gen(s))) for s in range(20))
+
+
+def test_crop_scale_one_keeps_the_whole_frame():
+    # 36x64 is wider than the 4:3 the aspect range allows: still the whole frame, resized to the square
+    frames = _column_ramp(2, 36, 64)
+    for seed in range(5):
+        assert random_resized_crop_box(36, 64, (1.0, 1.0), (3 / 4, 4 / 3), _gen(seed)) == (0, 0, 36, 64)
+    out = VideoTransform(32, train=True, scale=(1.0, 1.0), flip=False)(frames, _gen(0))
+    whole = TF.resize(rearrange(frames, "t h w c -> t c h w"), [32, 32], antialias=True)
+    torch.testing.assert_close(_denormalise(out), whole.float(), atol=1e-3, rtol=0)
+
+
+def test_description_names_the_training_augmentations():
+    assert VideoTransform(32, train=True).describe() == ["random resized crop scale 0.35-1 aspect 0.75-1.33",
+                                                         "horizontal flip"]
+    assert VideoTransform(32, train=True, scale=(0.5, 0.9), ratio=(1.0, 1.0), flip=False).describe() == [
+        "random resized crop scale 0.5-0.9 aspect 1-1"]
+    assert VideoTransform(32, train=True, scale=(1.0, 1.0), flip=False).describe() == []
+    assert VideoTransform(32).describe() == []  # evaluation never augments

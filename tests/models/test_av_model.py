@@ -100,3 +100,15 @@ def test_every_parameter_is_trained(model):
     video, audio = _batch(batch=2)
     model(video, audio)["loss"].backward()
     assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
+
+
+def test_features_and_embeddings_match_forward_features_and_embed(model):
+    video, audio = _batch(batch=3, seed=1)
+    model.eval()
+    out = model.features_and_embeddings(video, audio)
+    assert set(out) == {"video", "audio", "video_emb", "audio_emb"}
+    torch.testing.assert_close(out["video"], model.forward_features(video=video)["video"])
+    torch.testing.assert_close(out["audio"], model.forward_features(audio=audio)["audio"])
+    torch.testing.assert_close(out["video_emb"], model.embed_video(video))
+    torch.testing.assert_close(out["audio_emb"], model.embed_audio(audio))
+    model.train()

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 from pathlib import Path
 
 import pytest
 
 from avssl.cli import main
 from avssl.config import config_to_dict, load_config
+from avssl.data.augment import AugmentConfig
 from avssl.tasks.demo import DemoConfig, few_labels
 from html_checks import browser_problems, referenced_files
 
@@ -70,6 +72,7 @@ def test_demo_runs_and_writes_its_report(tmp_path: Path, capsys: pytest.CaptureF
     html = report.read_text()
     assert "Cross-modal retrieval" in html and "random init" in html and "confusion matrix" in html
     assert html.count("<h3>Query") == 2 and html.count("<svg") >= 3
+    assert html.count(f"Training augmentations: {escape(AugmentConfig().describe())}.") == 2  # both trainings
     files = referenced_files(report)
     assert files and all(f.is_file() for f in files)
     assert any(f.suffix == ".wav" for f in files) and any(f.suffix == ".png" for f in files)

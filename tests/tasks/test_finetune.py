@@ -113,20 +113,27 @@ def test_linear_probe_beats_chance(corpus, pretrained_run):
     assert metrics["top1"] >= 75.0, metrics
 
 
-def test_cli_end_to_end_with_overrides(corpus, pretrained_run, tmp_path, capsys):
+def test_cli_end_to_end_with_overrides(corpus, pretrained_run, tmp_path, capsys, caplog):
     out = tmp_path / "cli"
-    code = main(["finetune", "-c", str(TINY_YAML), "--init", str(pretrained_run), f"out={out}",
-                 f"data.train={corpus / 'train.csv'}", f"data.val={corpus / 'val.csv'}", "train.device=cpu",
-                 "train.epochs=1", "mode=av", "head.fusion=joint", "head.mixup=0.4", "head.dropout=0.1",
-                 "data.eval_clips=1", "data.eval_crops=2"])
+    with caplog.at_level("INFO", logger="avssl.train.pretrain"):
+        code = main(["finetune", "-c", str(TINY_YAML), "--init", str(pretrained_run), f"out={out}",
+                     f"data.train={corpus / 'train.csv'}", f"data.val={corpus / 'val.csv'}", "train.device=cpu",
+                     "train.epochs=1", "mode=av", "head.fusion=joint", "head.mixup=0.4", "head.dropout=0.1",
+                     "data.eval_clips=1", "data.eval_crops=2", "data.augment.flip=false",
+                     "data.augment.crop_scale=[1, 1]"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "mode: av" in printed and "top1=" in printed and str(out / "eval" / "metrics.json") in printed
     saved = (out / "config.yaml").read_text()
-    assert "fusion: joint" in saved and "mixup: 0.4" in saved
+    assert "fusion: joint" in saved and "mixup: 0.4" in saved and "flip: false" in saved
+    assert "training augmentations: SpecAugment freq<=48 bins time<=20%" in caplog.text
     assert json.loads((out / "eval" / "metrics.json").read_text())["crops"] == 2
     assert main(["finetune", "-c", str(TINY_YAML), "head.label_smothing=0.2"]) == 2
     assert "did you mean 'label_smoothing'" in capsys.readouterr().err
+    assert main(["finetune", "-c", str(TINY_YAML), "data.augment.flp=false"]) == 2
+    assert "did you mean 'flip'" in capsys.readouterr().err
+    assert main(["finetune", "-c", str(TINY_YAML), "data.augment.time_mask=2"]) == 2
+    assert "data.augment.time_mask: expected" in capsys.readouterr().err
 
 
 def test_unlabelled_training_videos_are_refused(corpus, tmp_path):

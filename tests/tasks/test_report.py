@@ -1,6 +1,7 @@
 """HTML pages: the retrieval results page and the demo report, their assets, and a real browser."""
 from __future__ import annotations
 
+import re
 import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,8 +13,9 @@ from PIL import Image
 from avssl.data.synthetic import write_video
 from avssl.tasks.charts import line_chart, nice_ticks
 from avssl.tasks.classification_metrics import save_confusion_png
-from avssl.tasks.report import RetrievalExample, demo_page, retrieval_page, save_thumbnail, save_wav
+from avssl.tasks.report import RetrievalExample, collapse_html, demo_page, retrieval_page, save_thumbnail, save_wav
 from avssl.tasks.retrieval import Match
+from avssl.train.collapse import CollapseMonitor
 from avssl.train.observe import MetricsLogger
 from html_checks import browser_problems, referenced_files
 
@@ -112,6 +114,7 @@ def demo_report(tmp_path: Path) -> Path:
         finetune_runs={"pretrained": fake_run(tmp_path / "ft1", 6, False),
                        "scratch": fake_run(tmp_path / "ft2", 6, False)},
         confusion_png=confusion, timings={"pretraining": 123.4},
+        pretrain_augment="horizontal flip", finetune_augment="none",
     )
 
 
@@ -119,7 +122,11 @@ def test_demo_report_content_and_files(tmp_path: Path) -> None:
     page = demo_report(tmp_path)
     html = page.read_text()
     assert "headline &lt;numbers&gt;" in html and "87.50" in html and "123.40" in html
+    pretraining, finetuning = html.split("<h2>Pretraining</h2>")[1], html.split("<h2>Action recognition")[1]
+    assert pretraining.index("Training augmentations: horizontal flip.") < pretraining.index("<h2>")
+    assert finetuning.index("Training augmentations: none.") < finetuning.index("<h2>")
     assert html.count("<svg") == 4  # 3 pretraining charts + fine-tuning losses
+    assert "<h2>Collapse diagnostics" in html and "no collapse warnings" in html  # a run without diagnostics
     assert html.count('class="hit"') == 1  # the query's own soundtrack is highlighted
     files = referenced_files(page)
     assert len(files) == 1 + 2 * 2 + 1 and all(f.is_file() for f in files)  # query, 2 matches, confusion PNG
@@ -134,3 +141,24 @@ def test_browser_check_catches_broken_media(tmp_path: Path) -> None:
     assert len(problems) == 1 and broken.name in problems[0]
     page.write_text(page.read_text().replace("</body>", "<script>console.error('boom')</script></body>"))
     assert any("boom" in p for p in browser_problems(page, tmp_path))
+
+
+def test_collapse_section_charts_the_diagnostics_per_epoch_and_lists_the_warnings(tmp_path: Path) -> None:
+    run = tmp_path / "pre"
+    run.mkdir()
+    logger, monitor = MetricsLogger(run, tensorboard=False), CollapseMonitor(warmup_epochs=1, run_dir=run)
+    healthy = {f"{m}_{stage}_{stat}": 0.3 for m in ("video", "audio") for stage in ("emb", "feat")
+               for stat in ("cos", "std", "rank")}
+    healthy.update(val_loss_contrastive=1.5, val_contrastive_chance=2.08, alignment=1.2, video_uniformity=-0.4,
+                   audio_uniformity=-0.5)
+    for epoch, video_cos in ((1, 0.99), (2, 0.99), (3, 0.5)):  # a collapsed video tower that recovers
+        values = {**healthy, "video_emb_cos": video_cos}
+        values.update(monitor.after_validation(epoch, values))
+        logger.log("val", 10 * epoch, values, epoch=epoch)
+    section = collapse_html(run)
+    charts = [ET.fromstring(svg + "</svg>") for svg in re.findall(r"<svg.*?(?=</svg>)", section)]
+    assert len(charts) == 5
+    axis_labels = [t.text for chart in charts for t in chart.iter("{http://www.w3.org/2000/svg}text")]
+    assert axis_labels.count("epoch") == 5 and "10" not in axis_labels  # plotted per epoch, not per step
+    assert "1 collapse warning(s) in epochs 2; none at the last validation (epoch 3)" in section
+    assert section.count("<tr><td") == 1 and "the video embeddings have collapsed" in section

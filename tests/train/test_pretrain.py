@@ -167,3 +167,28 @@ def test_a_tiny_validation_set_is_warned_about(write_test_video, tmp_path, caplo
     with caplog.at_level("WARNING", logger="avssl.train.pretrain"):
         assert run_pretrain(cfg).status == "finished"
     assert "only 1 validation clips" in caplog.text
+
+
+class _Stop(Exception):
+    """Raised instead of building the trainer: what a test needs has happened by then."""
+
+
+def test_augment_overrides_reach_the_training_set_and_the_log(write_test_video, tmp_path, caplog, monkeypatch):
+    for k in range(4):
+        write_test_video(f"few/{k}.mp4")
+    built = {}
+
+    def stop(model, loader, *args, **kwargs):
+        built["train_set"] = loader.dataset
+        raise _Stop
+
+    monkeypatch.setattr(pretrain_module, "Trainer", stop)
+    cfg = load_config(PretrainConfig, TINY, [f"data.train={tmp_path / 'few'}", f"out={tmp_path / 'run'}",
+                                             "data.num_workers=0", "data.batch_size=2", "data.augment.flip=false",
+                                             "data.augment.freq_mask=0"])
+    with caplog.at_level("INFO", logger="avssl.train.pretrain"), pytest.raises(_Stop):
+        run_pretrain(cfg)
+    assert built["train_set"].video_transform.flip is False and built["train_set"].audio_transform.freq_mask == 0
+    assert "training augmentations: random resized crop scale 0.35-1 aspect 0.75-1.33, SpecAugment time<=20%" \
+        in caplog.text
+    assert "flip: false" in (tmp_path / "run" / "config.yaml").read_text()

@@ -1,0 +1,46 @@
+"""`AugmentConfig`: which random augmentations the training clips get, as recipes configure them.
+
+The defaults are the CAV-MAE / VideoMAE-style augmentations every training set had before they
+were configurable: a random resized crop of 35-100 % of the frame's area at an aspect of 3:4 to
+4:3, a horizontal flip of half the clips, and SpecAugment with one frequency mask of up to 48 mel
+bins and one time mask of up to 20 % of the frames. Each one assumes the label survives it, which
+is not always so: a mirror turns a clip of something moving left into one moving right (and
+clockwise into counterclockwise), so direction-dependent labels need ``flip=False``.
+
+In a recipe's YAML this is ``data.augment`` (``data.augment.flip=false`` on the command line).
+Evaluation transforms never augment, whatever the config says.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from avssl.data.audio import check_masks, spec_augment_phrases
+from avssl.data.video import check_crop, crop_flip_phrases
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentations of the video frames and the spectrogram; each can be turned off."""
+
+    flip: bool = True  # mirror half the clips; false when labels depend on direction (left/right)
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # area fraction of the random crop; [1, 1]: whole frame
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect (width / height) range of the random crop
+    freq_mask: int = 48  # SpecAugment: widest frequency mask, mel bins; 0: none
+    time_mask: float = 0.2  # SpecAugment: widest time mask, fraction of the frames; 0: none
+
+    def __post_init__(self) -> None:
+        self.crop_scale = tuple(self.crop_scale)
+        self.crop_ratio = tuple(self.crop_ratio)
+        check_crop(self.crop_scale, self.crop_ratio, names=("crop_scale", "crop_ratio"))
+        check_masks(self.freq_mask, self.time_mask)
+
+    def describe(self) -> str:
+        """The augmentations this config turns on, in the words a training run logs."""
+        return join_phrases(crop_flip_phrases(self.crop_scale, self.crop_ratio, self.flip)
+                            + spec_augment_phrases(self.freq_mask, self.time_mask))
+
+
+def join_phrases(phrases: Sequence[str]) -> str:
+    """Augmentations in words as one line: comma-separated, or "none"."""
+    return ", ".join(phrases) or "none"

@@ -1,0 +1,185 @@
+"""Does pretraining learn? The tiny recipe on the easy and the hard synthetic corpus, over seeds.
+
+For each corpus and seed, as a new user would, through the documented CLI:
+1. `avssl pretrain -c configs/pretrain/tiny.yaml` on the training videos (no labels; the easy corpus
+   gets its val.csv as `data.val`, the hard one a held-out part of its training folder);
+2. `avssl evaluate retrieval` on the held-out test clips: R@1 both ways, class precision@1 (content
+   classes), and the spread of the test embeddings (mean pairwise cosine per modality);
+3. `avssl finetune -c configs/finetune/tiny.yaml` with 10 labels per class, from the pretrained
+   checkpoint and from scratch, scored on the test clips (hard corpus: motion labels, flip off;
+   easy corpus: its class labels), checkpoint chosen on 10 other labelled training clips per class.
+Prints one table (mean +- std over seeds under each corpus) and writes `results.json`.
+
+    python benchmarks/learning.py --out runs/learning                     # both corpora, seeds 0 1 2
+    python benchmarks/learning.py --out runs/learning --corpora sparse --seeds 0 --no-finetune
+    python benchmarks/learning.py --out /tmp/quick --quick                # the reduced version CI runs
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from avssl.data.synthetic import make_corpus
+from avssl.tasks.embed import Embeddings
+from avssl.train.collapse import spread_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN = ROOT / "configs" / "pretrain" / "tiny.yaml"
+FINETUNE = ROOT / "configs" / "finetune" / "tiny.yaml"
+# corpus name -> make_corpus arguments (full, quick)
+CORPORA = {
+    "easy": ({"kind": "easy", "num_classes": 4, "videos_per_class": 30, "val_fraction": 0.2},
+             {"kind": "easy", "num_classes": 4, "videos_per_class": 10, "val_fraction": 0.2}),
+    "sparse": ({"kind": "sparse"}, {"kind": "sparse", "train_videos": 192, "test_videos": 48}),
+}
+
+
+def avssl(*args: str, log: Path) -> None:
+    """Run an avssl command (as `python -m avssl`), its output appended to `log`; raise on failure."""
+    with open(log, "a") as handle:
+        handle.write(f"$ avssl {' '.join(args)}\n")
+        handle.flush()
+        done = subprocess.run([sys.executable, "-m", "avssl", *args], stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"avssl {args[0]} failed (exit {done.returncode}); see {log}")
+
+
+def split_files(corpus: Path, name: str) -> dict[str, Path]:
+    """Where each corpus keeps its pretraining source, test clips and fine-tuning labels."""
+    if name == "easy":
+        return {"pretrain": corpus / "train.csv", "val": corpus / "val.csv", "test": corpus / "val.csv",
+                "labels": corpus / "train.csv", "test_labels": corpus / "val.csv"}
+    return {"pretrain": corpus / "train", "val": None, "test": corpus / "test.csv",
+            "labels": corpus / "train_motion.csv", "test_labels": corpus / "test_motion.csv"}
+
+
+def labelled_subsets(labels: Path, out: Path, per_class: int) -> tuple[Path, Path]:
+    """Two disjoint manifests of `per_class` clips per class (training labels, validation labels),
+    the first clips of each class in manifest order; paths made absolute."""
+    with open(labels, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    chosen: dict[str, list[list[dict[str, str]]]] = {}
+    for row in rows:
+        parts = chosen.setdefault(row["label"], [[], []])
+        for part in parts:
+            if len(part) < per_class:
+                part.append(row)
+                break
+    files = []
+    for i, name in enumerate(("few_train.csv", "few_val.csv")):
+        path = out / name
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label"])
+            for parts in chosen.values():
+                writer.writerows([str((labels.parent / r["path"]).resolve()), r["label"]] for r in parts[i])
+        files.append(path)
+    return files[0], files[1]
+
+
+def held_out_spread(run: Path, test: Path, log: Path) -> dict[str, float]:
+    """Mean pairwise cosine of the test embeddings of each modality (1.0 = collapsed to a point)."""
+    emb_path = run / "test_embeddings.pt"
+    avssl("embed", "--checkpoint", str(run), str(test), "--out", str(emb_path), log=log)
+    emb = Embeddings.load(emb_path)
+    return {f"{m}_emb_cos": spread_metrics(getattr(emb, f"{m}_emb"))["cos"] for m in ("video", "audio")}
+
+
+def finetune_top1(run_dir: Path, init: str, train: Path, val: Path, test: Path, flip: bool, log: Path,
+                  seed: int, epochs: int | None) -> float:
+    args = ["finetune", "-c", str(FINETUNE), f"init={init}", f"data.train={train}", f"data.val={val}",
+            f"data.test={test}", f"out={run_dir}", f"seed={seed}", f"data.augment.flip={str(flip).lower()}"]
+    if epochs:
+        args.append(f"train.epochs={epochs}")
+    avssl(*args, log=log)
+    return json.loads((run_dir / "eval" / "metrics.json").read_text())["top1"]
+
+
+def run_one(name: str, corpus: Path, seed: int, out: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Pretrain, evaluate and fine-tune one (corpus, seed); returns its row of figures."""
+    files = split_files(corpus, name)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "commands.log"
+    run = out / "pretrain"
+    pretrain = ["pretrain", "-c", str(PRETRAIN), f"data.train={files['pretrain']}", f"out={run}", f"seed={seed}"]
+    if files["val"]:
+        pretrain.append(f"data.val={files['val']}")
+    if args.epochs:
+        pretrain.append(f"train.epochs={args.epochs}")
+    start = time.perf_counter()
+    avssl(*pretrain, log=log)
+    row = {"pretrain_s": time.perf_counter() - start}
+    avssl("evaluate", "retrieval", "--checkpoint", str(run), str(files["test"]), "--json", str(out / "retrieval.json"),
+          log=log)
+    metrics = json.loads((out / "retrieval.json").read_text())
+    row.update({key: metrics[key] for key in ("v2a_R@1", "a2v_R@1", "chance_R@1")})
+    row["class_P@1"] = (metrics.get("v2a_class_P@1", math.nan) + metrics.get("a2v_class_P@1", math.nan)) / 2
+    row.update(held_out_spread(run, files["test"], log))
+    if not args.no_finetune:
+        few_train, few_val = labelled_subsets(files["labels"], out, args.labels_per_class)
+        flip = name != "sparse"  # motion labels depend on direction
+        for init_name, init in (("pretrained", str(run)), ("scratch", "none")):
+            row[f"ft_{init_name}"] = finetune_top1(out / f"finetune-{init_name}", init, few_train, few_val,
+                                                   files["test_labels"], flip, log, seed, args.finetune_epochs)
+    return row
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, str]:
+    """mean +- std (population over seeds) of every column."""
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        out[key] = f"{statistics.fmean(values):.1f} +- {spread:.1f}"
+    return out
+
+
+COLUMNS = ("v2a_R@1", "a2v_R@1", "chance_R@1", "class_P@1", "video_emb_cos", "audio_emb_cos",
+           "ft_pretrained", "ft_scratch", "pretrain_s")
+
+
+def print_table(results: dict[str, dict[int, dict[str, float]]]) -> None:
+    columns = [c for c in COLUMNS if any(c in row for rows in results.values() for row in rows.values())]
+    print("| corpus | seed | " + " | ".join(columns) + " |")
+    print("|" + " --- |" * (len(columns) + 2))
+    for name, rows in results.items():
+        for seed, row in rows.items():
+            print(f"| {name} | {seed} | " + " | ".join(f"{row[c]:.3f}" if "cos" in c else f"{row[c]:.1f}"
+                                                     for c in columns) + " |")
+        if len(rows) > 1:
+            summary = summarise(list(rows.values()))
+            print(f"| **{name}** | mean +- std | " + " | ".join(summary[c] for c in columns) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/learning"))
+    parser.add_argument("--corpora", nargs="+", choices=tuple(CORPORA), default=list(CORPORA))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="smaller corpora (the CI test)")
+    parser.add_argument("--epochs", type=int, help="pretraining epochs (default: the recipe's)")
+    parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
+    parser.add_argument("--labels-per-class", type=int, default=10)
+    parser.add_argument("--no-finetune", action="store_true", help="retrieval only")
+    args = parser.parse_args()
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for name in args.corpora:
+        corpus = args.out / f"corpus-{name}"
+        if not (corpus / "train.csv").is_file():
+            make_corpus(corpus, seed=0, **CORPORA[name][args.quick])
+        results[name] = {seed: run_one(name, corpus, seed, args.out / f"{name}-seed{seed}", args)
+                         for seed in args.seeds}
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"results: {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
