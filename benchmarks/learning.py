@@ -28,7 +28,7 @@ from pathlib import Path
 
 from avssl.data.synthetic import make_corpus
 from avssl.tasks.embed import Embeddings
-from avssl.train.collapse import spread_metrics
+from avssl.train.collapse import mean_pairwise_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "configs" / "pretrain" / "tiny.yaml"
@@ -72,6 +72,10 @@ def labelled_subsets(labels: Path, out: Path, per_class: int) -> tuple[Path, Pat
             if len(part) < per_class:
                 part.append(row)
                 break
+    short = sorted(label for label, parts in chosen.items() if not parts[1])
+    if short:
+        raise ValueError(f"{labels}: classes {', '.join(short)} have too few clips for {per_class} training "
+                         "labels plus validation ones; lower --labels-per-class")
     files = []
     for i, name in enumerate(("few_train.csv", "few_val.csv")):
         path = out / name
@@ -89,7 +93,7 @@ def held_out_spread(run: Path, test: Path, log: Path) -> dict[str, float]:
     emb_path = run / "test_embeddings.pt"
     avssl("embed", "--checkpoint", str(run), str(test), "--out", str(emb_path), log=log)
     emb = Embeddings.load(emb_path)
-    return {f"{m}_emb_cos": spread_metrics(getattr(emb, f"{m}_emb"))["cos"] for m in ("video", "audio")}
+    return {f"{m}_emb_cos": mean_pairwise_cosine(getattr(emb, f"{m}_emb")) for m in ("video", "audio")}
 
 
 def finetune_top1(run_dir: Path, init: str, train: Path, val: Path, test: Path, flip: bool, log: Path,
@@ -166,9 +170,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller corpora (the CI test)")
     parser.add_argument("--epochs", type=int, help="pretraining epochs (default: the recipe's)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
-    parser.add_argument("--labels-per-class", type=int, default=10)
+    parser.add_argument("--labels-per-class", type=int, help="fine-tuning labels (default 10; 4 with --quick)")
     parser.add_argument("--no-finetune", action="store_true", help="retrieval only")
     args = parser.parse_args()
+    args.labels_per_class = args.labels_per_class or (4 if args.quick else 10)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for name in args.corpora:
         corpus = args.out / f"corpus-{name}"

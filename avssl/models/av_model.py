@@ -136,13 +136,8 @@ class AVModel(nn.Module):
         loss_audio = mae_loss(pred_audio, audio_patches(audio, cfg.audio_patch), audio_mask.mask, cfg.norm_pix_loss,
                               weights=valid)
 
-        if cfg.contrastive_view == "full":
-            video_pooled = self.video_encoder(video, joint_blocks=self.joint_blocks)
-            audio_pooled = self.audio_encoder(audio, joint_blocks=self.joint_blocks)
-        else:
-            video_pooled = self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1)
-            audio_pooled = self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1)
-        video_emb, audio_emb = self.project(video_pooled, "video"), self.project(audio_pooled, "audio")
+        video_emb = self.project(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
+        audio_emb = self.project(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")
         loss_contrastive = self.contrastive(video_emb, audio_emb, valid)
         return {
             "loss": cfg.mae_weight * (loss_video + loss_audio) + cfg.contrastive_weight * loss_contrastive,

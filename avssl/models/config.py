@@ -21,7 +21,6 @@ _CHOICES = {
     "pos_embed": ("sincos", "learned"),
     "video_masking": ("tube", "random"),
     "audio_masking": ("random", "time", "freq", "time_freq"),
-    "contrastive_view": ("masked", "full"),
     "proj_norm": ("none", "batch"),
 }
 
@@ -64,9 +63,6 @@ class ModelConfig:
     norm_pix_loss: bool = True
     mae_weight: float = 1.0  # CAV-MAE's mae_loss_weight: multiplies both reconstruction terms
     contrastive_weight: float = 0.1
-    # which encoding the contrastive loss compares: "masked" reuses the MAE pass (CAV-MAE), "full" encodes
-    # the whole clips once more, so both sides of a pair see the event they share
-    contrastive_view: Literal["masked", "full"] = "masked"
     temperature: float = 0.05
     learnable_temperature: bool = False
     # preprocessing the weights expect

@@ -112,3 +112,24 @@ def test_features_and_embeddings_match_forward_features_and_embed(model):
     torch.testing.assert_close(out["video_emb"], model.embed_video(video))
     torch.testing.assert_close(out["audio_emb"], model.embed_audio(audio))
     model.train()
+
+
+def test_mae_weight_scales_the_reconstruction_terms():
+    torch.manual_seed(0)
+    model = create_model("tiny", mae_weight=0.25, contrastive_weight=2.0)
+    out = model(*_batch(), generator=torch.Generator().manual_seed(1))
+    expected = 0.25 * (out["loss_mae_video"] + out["loss_mae_audio"]) + 2.0 * out["loss_contrastive"]
+    torch.testing.assert_close(out["loss"], expected)
+
+
+def test_batch_projection_norm_spreads_identical_features_apart_only_by_their_differences():
+    torch.manual_seed(0)
+    model = create_model("tiny", proj_norm="batch")
+    features = torch.randn(1, 128).repeat(6, 1) + 1e-3 * torch.randn(6, 128)
+    with torch.no_grad():
+        plain = torch.nn.functional.normalize(model.audio_proj(features), dim=-1)
+        normed = model.project(features, "audio")
+    # without the norm the shared component dominates (cosine ~1); standardised, the rows differ
+    assert float((plain @ plain.T).min()) > 0.99
+    assert float((normed @ normed.T).fill_diagonal_(0).max()) < 0.9
+    assert model.audio_proj_norm.running_mean.abs().sum() > 0  # statistics kept for evaluation
