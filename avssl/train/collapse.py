@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 COLLAPSED_COS = 0.95  # mean pairwise cosine of a modality's embeddings above this: that tower has collapsed
 CHANCE_TOLERANCE = 0.02  # a contrastive loss within 2 % of ln(B) is at chance
 WARNINGS_FILE = "collapse_warnings.txt"
-TRAINING_ADVICE = "try a larger model.contrastive_weight, a lower train.lr or a longer train.warmup_epochs"
+TRAINING_ADVICE = ("try a larger model.contrastive_weight, a lower train.lr, a longer train.warmup_epochs, or "
+                   "model.proj_norm=batch, which keeps a tower from collapsing (it does not by itself make the "
+                   "towers find a weak shared signal: benchmarks/README.md)")
 MODALITIES = ("video", "audio")
 
 
