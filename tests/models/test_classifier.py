@@ -133,3 +133,11 @@ def test_layer_decay_groups_cover_every_parameter_once():
     assert groups[0]["lr"] == pytest.approx(1e-3)  # the logged lr (first group) is the head's
     flat = layer_decay_groups(model, 1e-3, 0.05, 1.0)
     assert {g["lr"] for g in flat} == {1e-3}
+
+
+def test_the_contrastive_head_and_its_batch_norm_are_dropped():
+    model = AVClassifier(create_model("tiny", proj_norm="batch"), 3, mode="video")
+    keys = model.state_dict().keys()
+    assert not [k for k in keys if k.startswith(("backbone.video_proj", "backbone.audio_proj", "backbone.decoder"))]
+    logits = model(video=torch.randn(1, 8, 3, 64, 64))  # one clip: no batch statistics are needed
+    assert logits.shape == (1, 3)
