@@ -141,7 +141,8 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, str]:
     for key in rows[0]:
         values = [r[key] for r in rows]
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-        out[key] = f"{statistics.fmean(values):.1f} +- {spread:.1f}"
+        digits = 3 if "cos" in key else 1
+        out[key] = f"{statistics.fmean(values):.{digits}f} +- {spread:.{digits}f}"
     return out
 
 
