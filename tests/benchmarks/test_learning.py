@@ -33,3 +33,24 @@ def test_learning_benchmark_runs_and_reports_every_column(tmp_path: Path) -> Non
     assert -1.0 <= row["audio_emb_cos"] <= 1.0
     assert "| easy | 0 |" in done.stdout
     assert (tmp_path / "easy-seed0" / "pretrain" / "metrics.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_learning_probe_caches_a_corpus_and_trains_on_it(tmp_path: Path) -> None:
+    from avssl.data.synthetic import make_corpus
+
+    corpus = make_corpus(tmp_path / "corpus", kind="sparse", train_videos=12, test_videos=6, duration=2.5)
+    probe = [sys.executable, str(ROOT / "benchmarks" / "learning_probe.py")]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*probe, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    cache = tmp_path / "cache.pt"
+    run("cache", str(corpus), str(cache), "--views", "2")
+    lines = run("pretrain", str(cache), "proj_norm=batch", "--steps", "4", "--batch", "4").splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("step 4: contrastive") and "audio_cos" in lines[-1]
+    assert "(ln B 1.386)" in lines[-1]
+    lines = run("supervised", str(cache), "--steps", "3", "--batch", "4", "--modality", "video").splitlines()
+    assert len(lines) == 3 and " test " in lines[-1]
