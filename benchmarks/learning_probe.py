@@ -100,6 +100,7 @@ def supervised(cache: dict, overrides: dict, modality: str, steps: int, batch: i
     head = torch.nn.Linear(model.config.embed_dim, int(train["label"].max()) + 1)
     optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=lr, weight_decay=0.05)
     draw = torch.Generator().manual_seed(seed)
+    first_view = len(train["label"]) // cache["views"]  # training accuracy: each clip once, in its first view
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         return head(model.forward_features(**{modality: x.float()})[modality])
@@ -113,9 +114,9 @@ def supervised(cache: dict, overrides: dict, modality: str, steps: int, batch: i
         if step % max(1, steps // 3) == 0:
             model.eval()
             with torch.no_grad():
-                accuracy = {name: float((torch.cat([logits(x) for x in split[modality][:480].split(64)]).argmax(1)
-                                         == split["label"][:480]).float().mean() * 100)
-                            for name, split in (("train", train), ("test", test))}
+                accuracy = {name: float((torch.cat([logits(x) for x in split[modality][:rows].split(64)]).argmax(1)
+                                         == split["label"][:rows]).float().mean() * 100)
+                            for name, split, rows in (("train", train, first_view), ("test", test, len(test["label"])))}
             model.train()
             print(f"step {step}: loss {loss.item():.3f} train {accuracy['train']:.1f} test {accuracy['test']:.1f}",
                   flush=True)
