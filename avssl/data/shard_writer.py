@@ -5,8 +5,10 @@ file's bytes, not re-encoded) and ``<key>.json``: its original path, label(s), s
 (position among the packed videos in source order, which keys every random draw, see
 ``avssl.data.shards``) and the probe facts. Shards are ``shard-000000.tar``, ... of at most
 ``shard_size`` bytes (a single larger video gets a shard of its own), each written to a hidden
-temporary file and renamed when complete. ``index.json`` beside them, written last, lists the shards,
-their videos, the segment lengths, the classes and the rejected files.
+temporary file and renamed when complete. ``index.json`` beside them, written last, lists the shards
+(by file name), their videos, the segment lengths, the classes and the rejected files. Shards and
+index get the mode any new file gets (0666 less the umask, e.g. 0644), not the temporary files' 0600,
+so the people and jobs who read a corpus can open them.
 
 Files the probe refuses are not packed; they are listed in the report and the index.
 """
@@ -112,6 +114,13 @@ def _extension(path: str) -> str:
     return suffix if re.fullmatch(r"[a-z0-9]+", suffix) else "video"
 
 
+def _new_file_mode() -> int:
+    """The mode `open()` gives a new file in this process: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     old = sorted(out_dir.glob("shard-*.tar")) + ([out_dir / INDEX_NAME] if (out_dir / INDEX_NAME).exists() else [])
@@ -159,6 +168,7 @@ class _ShardSink:
         self._writer.close()
         self._file.close()
         final = self.out_dir / self.shards[-1]["name"]
+        os.chmod(self._temp, _new_file_mode())
         os.replace(self._temp, final)
         self.shards[-1]["bytes"] = final.stat().st_size
         self._writer = None
@@ -238,6 +248,6 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
         "shards": shards,
         "rejected": [{"path": info.path, "reason": info.reason} for info in rejected],
     }
-    write_json_atomic(out_dir / INDEX_NAME, index)
+    os.chmod(write_json_atomic(out_dir / INDEX_NAME, index), _new_file_mode())
     return ShardReport(out_dir, [s["name"] for s in shards], len(videos), sum(s["bytes"] for s in shards),
                        classes, rejected)

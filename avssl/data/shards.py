@@ -1,11 +1,16 @@
 """ShardDataset: ClipDataset's clips, streamed from the WebDataset tar shards `avssl shard` writes.
 
-Shards are read with the `webdataset` package, so a shard can be a local file, an http(s) URL,
-``pipe:COMMAND`` (e.g. ``pipe:aws s3 cp s3://bucket/shard-000000.tar -``) or any other scheme its
-``gopen`` knows. Clips are decoded from the bytes in memory with the same decoder, sampler and
-transforms as ClipDataset, and every draw is keyed by the item index ClipDataset gives the same clip
-(computed from the packed ``index`` and the segment lengths in ``index.json``): for the same seed and
-epoch the two datasets give equal items, whatever the shard, rank or worker.
+Shards are read with the `webdataset` package, so a shard given by the caller can be a local file,
+an http(s) URL, ``pipe:COMMAND`` or any other scheme its ``gopen`` knows. ``pipe:COMMAND`` runs
+COMMAND in a shell and reads the shard from its output (e.g. ``pipe:aws s3 cp
+s3://bucket/shard-000000.tar -``): pass it only for commands you would run yourself. The shard names
+an ``index.json`` lists are never URLs or commands: they must be plain file names, resolved beside
+the index (a shard folder's are opened as local files), so an index cannot run anything.
+
+Clips are decoded from the bytes in memory with the same decoder, sampler and transforms as
+ClipDataset, and every draw is keyed by the item index ClipDataset gives the same clip (computed
+from the packed ``index`` and the segment lengths in ``index.json``): for the same seed and epoch the
+two datasets give equal items, whatever the shard, rank or worker.
 
 How an epoch is split: the shard order is a permutation drawn from (seed, epoch); rank r takes
 shards r, r + world_size, ... of it, and within a rank DataLoader worker w of the A = min(workers,
@@ -15,6 +20,11 @@ its workers in blocks of ``batch_size`` so that the DataLoader's round-robin ove
 blocks in order: a worker whose shards hold fewer items than its share starts them again, one with
 more stops early (the per-epoch shard order changes which). Without it (evaluation) each worker reads
 its shards exactly once.
+
+Malformed samples (no ``.json`` member, unreadable metadata, the video member missing or not a
+regular file) and unreadable shards (truncated, not a tar, gone) are skipped: each is logged and
+counted in ``skipped_samples`` (per worker process, like ``decode_failures``), and the stream goes on
+with the next sample or shard.
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -48,6 +59,12 @@ from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
 log = logging.getLogger(__name__)
 
 _ORDER, _BUFFER = 1, 2  # salts that keep the shard-order and shuffle-buffer seeds apart
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # what an index may list: a plain file name
+_META_KEYS = ("index", "path", "ext", "start", "duration", "label", "labels")  # what `_Video.metadata` writes
+
+
+class MalformedSample(ValueError):
+    """A shard sample that cannot be used (a member missing or unreadable); it is skipped."""
 
 
 class WorkerPlan(NamedTuple):
@@ -88,7 +105,17 @@ def read_index(location: str | Path) -> dict:
         raise ValueError(f"{text}: cannot read the shard index: {err}") from err
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
         raise ValueError(f"{text} is not an avssl shard index (no \"format\": \"{INDEX_FORMAT}\")")
+    for shard in data.get("shards", []):
+        _check_shard_name(shard.get("name") if isinstance(shard, dict) else shard, text)
     return data
+
+
+def _check_shard_name(name: object, index: str) -> None:
+    """Refuse an index entry that is not a plain file name: a path, URL or ``pipe:`` command there
+    would let the index open other files or run a shell command."""
+    if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
+        raise ValueError(f"{index}: shard name {name!r} is not a plain file name (letters, digits, '_', '.', '-'); "
+                         "an index lists the shards beside it, never paths, URLs or pipe: commands")
 
 
 def resolve_shards(shards: str | Path | Sequence[str | Path], index: str | Path | None = None
@@ -97,7 +124,7 @@ def resolve_shards(shards: str | Path | Sequence[str | Path], index: str | Path 
     (``shard-{000000..000009}.tar``, several joined by ``::``) or a list of them. The index is `index`,
     else the folder's, else ``index.json`` beside the first shard."""
     if isinstance(shards, (str, os.PathLike)) and Path(shards).is_dir():
-        folder = Path(shards)
+        folder = Path(shards).absolute()  # absolute: gopen opens it as a file whatever the folder's name
         data = read_index(index or folder / INDEX_NAME)
         return [str(folder / s["name"]) for s in data["shards"]], data, list(data["shards"])
     if isinstance(shards, (str, os.PathLike)):
@@ -139,6 +166,8 @@ class ShardDataset(ClipMaker, IterableDataset):
     ``len()`` is the number of items this rank yields in the current epoch. A video that fails to
     decode is logged, counted in ``decode_failures`` and its place is filled by the next item that
     decodes (which then appears twice), so positions in the stream, and resumption, stay exact.
+    Malformed samples and unreadable shards are logged, counted in ``skipped_samples`` and skipped
+    (module docstring); they hold no positions, so the stream stays the same on a rerun.
     """
 
     def __init__(self, shards: str | Path | Sequence[str | Path], *, index: str | Path | None = None,
@@ -155,7 +184,7 @@ class ShardDataset(ClipMaker, IterableDataset):
                          seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
                          fbank_std=fbank_std, augment=augment)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
-        self.start, self.decode_failures = 0, 0
+        self.start, self.decode_failures, self.skipped_samples = 0, 0, 0
 
         self.urls, data, entries = resolve_shards(shards, index)
         self.multi_label = bool(data["multi_label"])
@@ -293,21 +322,59 @@ class ShardDataset(ClipMaker, IterableDataset):
             if self.shuffle and self.shuffle_buffer > 1:
                 seed = seed_from(self.seed, self.epoch, self.rank, role, cycle, _BUFFER)
                 items = shuffle_filter(self.shuffle_buffer, self.shuffle_buffer, seed=seed)(items)
-            yield from items
+            found = 0
+            for found, item in enumerate(items, 1):
+                yield item
             if not repeat:
                 return
+            if not found:  # every sample was skipped: repeating would loop without end
+                raise RuntimeError(f"no readable samples in {len(shards)} shard(s) "
+                                   f"({', '.join(self.urls[s] for s in shards[:3])}, ...); see the warnings above")
 
     def _pass(self, shards: list[int]) -> Iterator[tuple[dict, dict, int, int]]:
-        """One pass over the shards, in order."""
+        """One pass over the shards, in order, without the samples and shards that are unreadable."""
         for shard in shards:
-            for sample in tarfile_samples([{"url": self.urls[shard]}]):
-                meta = json.loads(sample["json"])
+            url = self.urls[shard]
+            for sample in tarfile_samples([{"url": url}], handler=lambda err, url=url: self._skip(url, err)):
+                try:
+                    meta = self._metadata(sample)
+                except MalformedSample as err:
+                    self._skip(url, err)
+                    continue
                 video = meta["index"]
-                if not 0 <= video < len(self._counts):
-                    raise ValueError(f"{self.urls[shard]}: video index {video} is not in the shard index "
-                                     f"({len(self._counts)} videos); is the index from another run?")
                 for item in range(int(self._counts[video])):
                     yield sample, meta, int(self._first_item[video]) + item, item
+
+    def _skip(self, url: str, err: Exception) -> bool:
+        """Log and count an unreadable sample or shard; True tells webdataset to go on."""
+        self.skipped_samples += 1
+        message = err.args[0] if err.args else err  # webdataset appends its stream objects to args
+        log.warning("%s: skipped unreadable data (%s: %s)", url, type(err).__name__, message)
+        return True
+
+    def _metadata(self, sample: dict) -> dict:
+        """The sample's ``.json`` metadata, checked against its members and the index; raises
+        MalformedSample for a sample to skip, ValueError for an index that does not fit the shards."""
+        key = sample.get("__key__")
+        if "json" not in sample:
+            raise MalformedSample(f"sample {key}: no .json member")
+        try:
+            meta = json.loads(sample["json"])
+        except ValueError as err:
+            raise MalformedSample(f"sample {key}: unreadable .json member ({err})") from None
+        missing = [k for k in _META_KEYS if k not in meta] if isinstance(meta, dict) else list(_META_KEYS)
+        if missing:
+            raise MalformedSample(f"sample {key}: its .json lacks {', '.join(missing)}")
+        if not isinstance(meta["ext"], str) or meta["ext"] not in sample:
+            raise MalformedSample(f"sample {key}: no .{meta['ext']} member (missing, or not a regular file)")
+        unknown = [n for n in self._names(meta) if n is not None and n not in self._class_index]
+        if unknown:
+            raise MalformedSample(f"sample {key}: label {unknown[0]!r} is not one of the index's classes")
+        video = meta["index"]
+        if not isinstance(video, int) or not 0 <= video < len(self._counts):
+            raise ValueError(f"{sample['__url__']}: video index {video} is not in the shard index "
+                             f"({len(self._counts)} videos); is the index from another run?")
+        return meta
 
     def _load(self, sample: dict, meta: dict, index: int, item: int) -> dict | list[dict]:
         """Decode and transform one item, exactly as ClipDataset would for `index`."""
@@ -317,7 +384,10 @@ class ShardDataset(ClipMaker, IterableDataset):
         return self.make_item(data, path=path, duration=meta["duration"], offset=meta["start"],
                               label=self._label(meta), index=index, item=item)
 
+    def _names(self, meta: dict) -> list:
+        """The sample's label names (single-label: one, maybe None)."""
+        return list(meta["labels"]) if self.multi_label else [meta["label"]]
+
     def _label(self, meta: dict) -> torch.Tensor:
-        names = meta["labels"] if self.multi_label else [meta["label"]]
-        return label_target([self._class_index[n] for n in names if n is not None], len(self.classes),
+        return label_target([self._class_index[n] for n in self._names(meta) if n is not None], len(self.classes),
                             self.multi_label)
