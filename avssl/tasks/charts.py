@@ -1,9 +1,10 @@
 """Line charts as inline SVG text, for HTML reports that need no plotting library or script."""
 from __future__ import annotations
 
-import html
 import math
 from typing import Sequence
+
+from avssl.tasks.markup import Markup, escape
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -36,7 +37,7 @@ def line_chart(
     xlabel: str = "step",
     width: int = 420,
     height: int = 260,
-) -> str:
+) -> Markup:
     """An SVG chart with one polyline (and point markers) per named series of (x, y) points,
     axes with round ticks, and a legend. Non-finite points are skipped."""
     clean = {name: [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)] for name, pts in series.items()}
@@ -57,8 +58,8 @@ def line_chart(
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-        f'<title>{html.escape(title)}</title>',
-        f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
+        f'<title>{escape(title)}</title>',
+        f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
     ]
     for t in xticks:
@@ -69,7 +70,7 @@ def line_chart(
         parts.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 5}" y="{py(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 30}" text-anchor="middle">'
-                 f"{html.escape(xlabel)}</text>")
+                 f"{escape(xlabel)}</text>")
     for i, (name, pts) in enumerate(clean.items()):
         color = COLORS[i % len(COLORS)]
         coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
@@ -79,6 +80,6 @@ def line_chart(
         lx = left + (i % 2) * plot_w / 2
         ly = top + plot_h + 46 + 16 * (i // 2)
         parts.append(f'<rect x="{lx:.1f}" y="{ly - 8}" width="12" height="3" fill="{color}"/>'
-                     f'<text x="{lx + 16:.1f}" y="{ly - 3}">{html.escape(name)}</text>')
+                     f'<text x="{lx + 16:.1f}" y="{ly - 3}">{escape(name)}</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    return Markup("".join(parts))  # numbers, the palette and escaped text only

@@ -3,11 +3,11 @@
 Pages are self-contained folders: thumbnails (JPEG) and sound clips (16-bit WAV, written
 with the standard library's `wave`) go into `<page>_files/` beside the HTML and are
 referenced by relative paths; charts are inline SVG. No scripts, no network, so a page
-opens from disk in any browser.
+opens from disk in any browser. Pages are built with `avssl.tasks.markup`: every value (paths,
+labels, metric names) is escaped, only markup this module builds goes in as it is.
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import shutil
@@ -23,6 +23,7 @@ from PIL import Image
 
 from avssl.data.decode import DecodeError, decode_clip
 from avssl.tasks.charts import line_chart
+from avssl.tasks.markup import Markup, join, markup, tag
 from avssl.tasks.retrieval import is_image, media_info
 from avssl.train.collapse import (
     CHANCE_TOLERANCE,
@@ -49,7 +50,7 @@ COLLAPSE_CHARTS = {  # chart title -> validation metrics (avssl.train.collapse) 
         ["alignment"] + [f"{m}_uniformity" for m in MODALITIES],
 }
 
-CSS = """
+CSS = Markup("""
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.5em 0; }
@@ -59,7 +60,7 @@ img.thumb { width: 112px; height: auto; image-rendering: pixelated; display: blo
 audio { width: 220px; } .media { display: flex; align-items: center; gap: 0.6em; }
 .hit { background: #e6f4e6; } .muted { color: #777; font-size: 0.9em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
-"""
+""")
 
 
 def save_thumbnail(frame: torch.Tensor, path: str | Path, size: int = THUMB_SIZE) -> Path:
@@ -98,9 +99,9 @@ class PageAssets:
         return self.dir / f"{self._count:03d}{suffix}"
 
     def src(self, path: Path) -> str:
-        """`path` relative to the page, as a URL-quoted HTML attribute value (page names may hold
-        spaces, '#' or '?')."""
-        return html.escape(quote(Path(os.path.relpath(path, self.html_path.parent)).as_posix()), quote=True)
+        """`path` relative to the page, URL-quoted (page names may hold spaces, '#' or '?'); pages
+        escape it like any value."""
+        return quote(Path(os.path.relpath(path, self.html_path.parent)).as_posix())
 
     def clip(self, path: str, start: float, end: float, *, frame: bool = True,
              sound: bool = True) -> tuple[str | None, str | None]:
@@ -130,51 +131,43 @@ class PageAssets:
         return self.src(target)
 
 
-def esc(value: object) -> str:
-    """Text for HTML content or attributes."""
-    return html.escape(str(value), quote=True)
-
-
-def media_html(image: str | None, audio: str | None) -> str:
+def media_html(image: str | None, audio: str | None) -> Markup:
     """An <img> and/or <audio controls> for page-relative sources (either may be missing)."""
-    parts = [f'<img class="thumb" src="{image}" alt="frame">' if image else ""]
-    parts.append(f'<audio controls preload="metadata" src="{audio}"></audio>' if audio else "")
-    return f'<div class="media">{"".join(parts)}</div>' if any(parts) else '<span class="muted">(no preview)</span>'
+    parts = [markup('<img class="thumb" src="{}" alt="frame">', image) if image else "",
+             markup('<audio controls preload="metadata" src="{}"></audio>', audio) if audio else ""]
+    return markup('<div class="media">{}</div>', join(parts)) if any(parts) else tag("span", "(no preview)", class_="muted")
 
 
-def table_html(header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()) -> str:
-    """A table; floats are right-aligned with 2 decimals, strings starting with '<' are raw HTML."""
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return f'<td class="num">{value:.2f}</td>'
-        if isinstance(value, int):
-            return f'<td class="num">{value}</td>'
-        text = str(value)
-        return f"<td>{text if text.startswith('<') else esc(text)}</td>"
+def _cell(value: object) -> Markup:
+    """A table cell: numbers right-aligned (floats with 2 decimals), Markup as it is, the rest escaped."""
+    if isinstance(value, float):
+        return markup('<td class="num">{:.2f}</td>', value)
+    if isinstance(value, int):
+        return markup('<td class="num">{}</td>', value)
+    return tag("td", value)
 
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+
+def table_html(header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()) -> Markup:
+    """A table of values (see `_cell`: only `Markup` cells, such as `media_html`'s, go in unescaped)."""
+    head = join(tag("th", h) for h in header)
     classes = list(row_classes) + [""] * (len(rows) - len(row_classes))
-    body = "".join(
-        (f'<tr class="{css}">' if css else "<tr>") + "".join(cell(v) for v in row) + "</tr>"
-        for css, row in zip(classes, rows)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = join(tag("tr", join(map(_cell, row)), **({"class_": css} if css else {})) for css, row in zip(classes, rows))
+    return markup("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
-def write_page(path: str | Path, title: str, body: str) -> Path:
+def write_page(path: str | Path, title: str, body: Markup) -> Path:
     """A complete HTML5 document with the shared style."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{CSS}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{body}\n</body></html>\n",
-        encoding="utf-8",
-    )
+    page = markup('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+                  "<style>{css}</style></head>\n<body>\n<h1>{title}</h1>\n{body}\n</body></html>\n",
+                  title=title, css=CSS, body=body)
+    path.write_text(page, encoding="utf-8")
     log.info("wrote %s", path)
     return path
 
 
-def query_media(assets: PageAssets, query: str | Path, modality: str, start: float, end: float) -> str:
+def query_media(assets: PageAssets, query: str | Path, modality: str, start: float, end: float) -> Markup:
     """Preview of a query file: the image itself, a video's frame, or an audio file's sound."""
     if is_image(query):
         return media_html(assets.image(query), None)
@@ -212,21 +205,21 @@ def retrieval_page(out: str | Path, query: str | Path, modality: str, window: tu
     assets = PageAssets(out, audio_rate)
     target = "audio" if modality == "video" else "video"
     rows, classes = match_rows(assets, matches)
-    body = (
-        f"<p>Query <code>{esc(query)}</code> ({esc(modality)}), nearest {esc(target)} clips in "
-        f"<code>{esc(gallery)}</code> by <code>{esc(checkpoint)}</code>.</p>"
-        f"<h2>Query</h2>{query_media(assets, query, modality, *window)}"
-        f"<h2>Top {len(matches)} {esc(target)} matches</h2>"
-        + table_html(["rank", "score", "clip", "preview"], rows, classes)
-    )
+    body = join([
+        markup("<p>Query <code>{}</code> ({}), nearest {} clips in <code>{}</code> by <code>{}</code>.</p>",
+               query, modality, target, gallery, checkpoint),
+        tag("h2", "Query"), query_media(assets, query, modality, *window),
+        tag("h2", f"Top {len(matches)} {target} matches"),
+        table_html(["rank", "score", "clip", "preview"], rows, classes),
+    ])
     return write_page(out, "avssl retrieval", body)
 
 
-def curves_html(series_by_chart: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str = "step") -> str:
+def curves_html(series_by_chart: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str = "step") -> Markup:
     """Several inline SVG line charts side by side, one per title."""
-    charts = [f"<figure>{line_chart(series, title=title, xlabel=xlabel)}</figure>"
+    charts = [tag("figure", line_chart(series, title=title, xlabel=xlabel))
               for title, series in series_by_chart.items() if any(series.values())]
-    return f'<div class="charts">{"".join(charts)}</div>' if charts else '<p class="muted">(no metrics recorded)</p>'
+    return tag("div", join(charts), class_="charts") if charts else tag("p", "(no metrics recorded)", class_="muted")
 
 
 @dataclass
@@ -248,7 +241,7 @@ def metric_curves(records: Sequence[dict], keys: Sequence[str],
     return {key: [(float(r[x]), float(r[key])) for r in records if key in r] for key in keys}
 
 
-def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> str:
+def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> Markup:
     """One table per example: the query clip's frame, then its nearest sounds (true clip highlighted)."""
     blocks = []
     for example in examples:
@@ -257,36 +250,36 @@ def examples_html(assets: PageAssets, examples: Sequence[RetrievalExample]) -> s
                                    root=assets.html_path.parent)
         for row, label in zip(rows, example.match_labels):
             row.insert(3, label)
-        blocks.append(
-            f"<h3>Query: <code>{esc(shown_path(example.path, assets.html_path.parent))}</code> "
-            f"({esc(example.label)})</h3>{media_html(image, None)}"
-            + table_html(["rank", "score", "clip", "class", "frame and sound"], rows, classes)
-        )
-    return "".join(blocks)
+        blocks += [
+            markup("<h3>Query: <code>{}</code> ({})</h3>", shown_path(example.path, assets.html_path.parent),
+                   example.label),
+            media_html(image, None),
+            table_html(["rank", "score", "clip", "class", "frame and sound"], rows, classes),
+        ]
+    return join(blocks)
 
 
-def augment_html(description: str) -> str:
+def augment_html(description: str) -> Markup:
     """A run's training augmentations as a line of the page (nothing when not given), so a reader
     can tell, e.g., whether clips were mirrored."""
-    return f'<p class="muted">Training augmentations: {esc(description)}.</p>' if description else ""
+    return tag("p", f"Training augmentations: {description}.", class_="muted") if description else Markup()
 
 
-def collapse_html(run_dir: str | Path) -> str:
+def collapse_html(run_dir: str | Path) -> Markup:
     """A pretraining run's collapse diagnostics: per-epoch charts of the validation's spread metrics
     and the run's collapse warnings (collapse_warnings.txt), so a collapsed tower shows on the page."""
     val = read_metrics(run_dir, "val")
     charts = curves_html({title: metric_curves(val, keys, x="epoch") for title, keys in COLLAPSE_CHARTS.items()},
                          xlabel="epoch")
     warnings = read_warnings(run_dir)
-    summary = f"<strong>{esc(summarize_warnings(warnings, val[-1].get('epoch') if val else None))}</strong>"
+    summary = tag("strong", summarize_warnings(warnings, val[-1].get("epoch") if val else None))
     if warnings:  # folded: a run that starts collapsed can warn every epoch
         table = table_html(["epoch", "warning"], [[epoch, message] for epoch, message in warnings])
-        summary = f"<details><summary>{summary}</summary>{table}</details>"
-    return (
-        charts + summary + '<p class="muted">Checked after the warm-up: a held-out contrastive loss within '
-        f"{CHANCE_TOLERANCE * 100:g} % of ln B (chance), or a tower whose embeddings have a mean pairwise "
-        f"cosine above {COLLAPSED_COS}; the warnings are in the run's {WARNINGS_FILE}.</p>"
-    )
+        summary = tag("details", join([tag("summary", summary), table]))
+    note = (f"Checked after the warm-up: a held-out contrastive loss within {CHANCE_TOLERANCE * 100:g} % of ln B "
+            f"(chance), or a tower whose embeddings have a mean pairwise cosine above {COLLAPSED_COS}; the "
+            f"warnings are in the run's {WARNINGS_FILE}.")
+    return join([charts, summary, tag("p", note, class_="muted")])
 
 
 def demo_page(
@@ -326,26 +319,27 @@ def demo_page(
     chance = next(iter(retrieval.values()), {}).get("chance_R@1", float("nan"))
     finetune_rows = [[name] + [float(m.get(key, float("nan"))) for key in ("top1", "top5", "probe_top1")]
                      for name, m in finetune.items()]
-    confusion = (f'<figure><img src="{assets.copy(confusion_png)}" alt="confusion matrix">'
-                 "<figcaption>rows: true class, columns: predicted</figcaption></figure>") if confusion_png else ""
+    confusion = markup('<figure><img src="{}" alt="confusion matrix">'
+                       "<figcaption>rows: true class, columns: predicted</figcaption></figure>",
+                       assets.copy(confusion_png)) if confusion_png else Markup()
     timing_rows = [[stage, float(seconds)] for stage, seconds in timings.items()]
-    body = (
-        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in summary) + "</ul>"
-        + "<h2>Pretraining</h2>" + augment_html(pretrain_augment) + curves_html(pre_curves)
-        + "<h2>Collapse diagnostics (pretraining, held-out clips)</h2>" + collapse_html(pretrain_run)
-        + "<h2>Cross-modal retrieval on held-out clips</h2>"
-        + table_html(["model"] + [c.replace("_", " ") for c in columns], retrieval_rows)
-        + f'<p class="muted">v2a: the frames of each clip query the sounds of all clips; a2v: the other way. '
-        f"R@k: percent of queries whose own clip is among the top k (chance R@1 {chance:.1f} %); median rank: "
-        "lower is better; class P@1: percent whose top match has the query's class.</p>"
-        + "<h2>Retrieval examples: nearest sounds for a clip's frames</h2>"
-        + '<p class="muted">Green: the query\'s own soundtrack.</p>' + examples_html(assets, examples)
-        + "<h2>Action recognition fine-tuning (same labels)</h2>" + augment_html(finetune_augment)
-        + table_html(["initialisation", "fine-tuned top-1 (%)", "fine-tuned top-5 (%)", "linear probe top-1 (%)"],
-                     finetune_rows)
-        + '<p class="muted">Linear probe: a logistic regression on the frozen encoder\'s features '
-        "(pretrained, or the random initialisation the scratch run starts from).</p>"
-        + curves_html(ft_curves) + confusion
-        + "<h2>Time</h2>" + table_html(["stage", "seconds"], timing_rows)
-    )
+    body = join([
+        tag("ul", join(tag("li", line) for line in summary)),
+        tag("h2", "Pretraining"), augment_html(pretrain_augment), curves_html(pre_curves),
+        tag("h2", "Collapse diagnostics (pretraining, held-out clips)"), collapse_html(pretrain_run),
+        tag("h2", "Cross-modal retrieval on held-out clips"),
+        table_html(["model"] + [c.replace("_", " ") for c in columns], retrieval_rows),
+        tag("p", "v2a: the frames of each clip query the sounds of all clips; a2v: the other way. R@k: percent of "
+            f"queries whose own clip is among the top k (chance R@1 {chance:.1f} %); median rank: lower is better; "
+            "class P@1: percent whose top match has the query's class.", class_="muted"),
+        tag("h2", "Retrieval examples: nearest sounds for a clip's frames"),
+        tag("p", "Green: the query's own soundtrack.", class_="muted"), examples_html(assets, examples),
+        tag("h2", "Action recognition fine-tuning (same labels)"), augment_html(finetune_augment),
+        table_html(["initialisation", "fine-tuned top-1 (%)", "fine-tuned top-5 (%)", "linear probe top-1 (%)"],
+                   finetune_rows),
+        tag("p", "Linear probe: a logistic regression on the frozen encoder's features (pretrained, or the random "
+            "initialisation the scratch run starts from).", class_="muted"),
+        curves_html(ft_curves), confusion,
+        tag("h2", "Time"), table_html(["stage", "seconds"], timing_rows),
+    ])
     return write_page(out, "avssl demo report", body)

@@ -1,4 +1,5 @@
-"""Checks shared by the report tests: referenced files exist, and the page loads cleanly in Chromium.
+"""Checks shared by the report tests: referenced files exist, the page loads cleanly in Chromium, and
+no value reached it as markup.
 
 Not a test module: test_report.py and test_demo.py import it (pytest puts this folder on sys.path).
 """
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,6 +40,23 @@ def referenced_files(page: Path) -> list[Path]:
     """Every local file an <img src> or <audio src> of the page points to."""
     sources = re.findall(r'<(?:img|audio|source)\b[^>]*\bsrc="([^"]+)"', page.read_text())
     return [page.parent / unquote(html.unescape(src)) for src in sources]
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"  # a path, label or name that must land on a page as text
+
+
+def active_markup(text: str) -> list[str]:
+    """Script elements and event-handler attributes (on...=) in an HTML text: none belong on our pages."""
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.extend(f"<{tag} {name}>" for name, _ in attrs if name.startswith("on"))
+            if tag == "script":
+                found.append("<script>")
+
+    Parser().feed(text)
+    return found
 
 
 def find_browser() -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import wave
+from html import escape as html_escape
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from avssl.tasks.report import RetrievalExample, collapse_html, demo_page, retri
 from avssl.tasks.retrieval import Match
 from avssl.train.collapse import CollapseMonitor
 from avssl.train.observe import MetricsLogger
-from html_checks import browser_problems, referenced_files
+from html_checks import HOSTILE, active_markup, browser_problems, referenced_files
 
 
 def test_wav_round_trip(tmp_path: Path) -> None:
@@ -98,14 +99,14 @@ def fake_run(folder: Path, steps: int, with_val: bool) -> Path:
     return folder
 
 
-def demo_report(tmp_path: Path) -> Path:
+def demo_report(tmp_path: Path, match_label: str = "square") -> Path:
     media = media_folder(tmp_path)
     confusion = save_confusion_png(torch.tensor([[3, 1], [0, 4]]), ["circle", "square"], tmp_path / "conf.png")
     metrics = {f"{d}_{m}": v for d in ("v2a", "a2v") for m, v in
                (("R@1", 25.0), ("R@5", 75.0), ("R@10", 100.0), ("median_rank", 2.0))}
     example = RetrievalExample(str(media["a"]), 0.0, 1.0, "circle",
                                [Match(0.8, str(media["a"]), 0.0, 1.0), Match(0.4, str(media["b"]), 0.0, 1.0)],
-                               ["circle", "square"])
+                               ["circle", match_label])
     return demo_page(
         tmp_path / "demo" / "report.html", summary=["headline <numbers>"],
         pretrain_run=fake_run(tmp_path / "pre", 8, True),
@@ -131,6 +132,16 @@ def test_demo_report_content_and_files(tmp_path: Path) -> None:
     files = referenced_files(page)
     assert len(files) == 1 + 2 * 2 + 1 and all(f.is_file() for f in files)  # query, 2 matches, confusion PNG
     assert browser_problems(page, tmp_path) == []
+
+
+def test_values_are_escaped_whatever_they_start_with(tmp_path: Path) -> None:
+    media = media_folder(tmp_path)
+    matches = [Match(0.9, HOSTILE, 0.0, 1.0), Match(0.5, str(media["a"]), 0.0, 1.0)]  # a gallery's stored path
+    retrieval = retrieval_page(tmp_path / "r.html", media["image"], "video", (0.0, 0.0), matches,
+                               checkpoint=HOSTILE, gallery=HOSTILE).read_text()
+    demo = demo_report(tmp_path, match_label=HOSTILE).read_text()  # a class name among the matches
+    for page, count in ((retrieval, 3), (demo, 1)):
+        assert active_markup(page) == [] and page.count(html_escape(HOSTILE)) == count
 
 
 def test_browser_check_catches_broken_media(tmp_path: Path) -> None:
