@@ -4,7 +4,12 @@ The order of items is a permutation drawn from (seed, epoch) alone, each rank
 takes a strided slice of it, and the clips themselves are a function of
 (seed, epoch, index) (see ``avssl.data.sampling``), so a batch's content does
 not depend on the number of workers, and ``set_epoch(epoch, start)`` resumes
-an interrupted epoch exactly where it stopped.
+an interrupted epoch exactly where it stopped. The loader's own RNG (the base seed of
+its workers) is also drawn from (seed, epoch), never from the global RNG, so iterating it
+leaves the training loop's random state alone.
+
+Workers ignore SIGTERM and SIGINT sent to the whole process group (Slurm, Kubernetes,
+Ctrl-C): the main process decides when to stop and shuts them down itself.
 
 An ``IterableDataset`` (``avssl.data.shards.ShardDataset``) splits itself:
 ``build_loader`` asks it for this rank's part with ``split`` and
@@ -12,8 +17,12 @@ An ``IterableDataset`` (``avssl.data.shards.ShardDataset``) splits itself:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import signal
+import threading
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -84,18 +93,67 @@ def collate_clips(items: Sequence[dict | list[dict]]) -> dict[str, Any]:
             else [r[key] for r in rows] for key in rows[0]}
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Hold SIGTERM / SIGINT back while workers start, so each is born with them blocked (a signal
+    to the group in that moment waits, instead of killing a worker before ``_worker_init`` ran);
+    the main process gets a held one when this ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _ignore_stop_signals() -> None:
+    """In a worker: discard SIGTERM / SIGINT from anyone but the main process. A thread takes them
+    (they stay blocked everywhere else); SIGTERM from the main process (``Process.terminate`` on a
+    worker that does not stop when told) still ends the worker, as torch's own handler would.
+    Where ``sigwaitinfo`` is missing (macOS) they just stay blocked, as the worker was born."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+
+    def take() -> None:
+        while True:
+            info = signal.sigwaitinfo(STOP_SIGNALS)
+            if info.si_signo == signal.SIGTERM and info.si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=take, name="avssl-stop-signals", daemon=True).start()
+
+
 def _worker_init(worker_id: int) -> None:
     # parallelism comes from the workers; intra-op threads in each would oversubscribe the cores
     torch.set_num_threads(1)
+    _ignore_stop_signals()
 
 
 class ClipLoader(DataLoader):
     """A DataLoader over a ``ShardedSampler`` (or a self-splitting ``IterableDataset``) with
-    ``set_epoch`` for the sampler and the dataset."""
+    ``set_epoch`` for the sampler and the dataset, an RNG seeded from (``seed``, epoch) and
+    workers that leave stop signals to the main process."""
+
+    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, generator=torch.Generator(), **kwargs)
+        self.seed, self.epoch = seed, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """A fresh pass; its workers' base seed comes from (seed, epoch) whatever came before."""
+        self.generator.manual_seed(seed_from(self.seed, self.epoch, 1))  # 1: not the sampler's (seed, epoch)
+        with _stop_signals_blocked() if self.num_workers > 0 else contextlib.nullcontext():
+            return super().__iter__()
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Reseed the shard order and the dataset's clip draws for ``epoch``; ``start`` is
-        the number of samples (not batches) this rank already consumed in that epoch."""
+        """Reseed the shard order, the dataset's clip draws and the loader's RNG for ``epoch``;
+        ``start`` is the number of samples (not batches) this rank already consumed in that epoch."""
+        self.epoch = epoch
         if isinstance(self.dataset, IterableDataset):
             self.dataset.set_epoch(epoch, start)  # it orders, splits and skips by itself
             return
@@ -135,7 +193,7 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
                     "yields no batches", per_rank, batch_size)
     workers = num_workers > 0
     return ClipLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_clips,
+        dataset, seed=seed, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_clips,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, drop_last=drop_last,
         worker_init_fn=_worker_init if workers else None, timeout=timeout if workers else 0,
         prefetch_factor=prefetch_factor if workers else None, persistent_workers=False)

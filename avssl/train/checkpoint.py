@@ -1,18 +1,28 @@
-"""Training checkpoints: written atomically, pruned, and read back without unpickling code.
+"""Training checkpoints: written atomically, checksummed, pruned, and read back without unpickling code.
 
 A checkpoint is a folder `checkpoints/step_0000123/` holding the model as released weights
-(`model.safetensors` + `config.json`, so `avssl.load_model` opens it directly) and
-`trainer_state.pt`: optimizer, scheduler, position in the data and RNG states, all plain
-tensors and numbers (`torch.load(weights_only=True)` reads it). `checkpoints/index.json`
-names the latest and the best one. A folder only gets its final name once it is complete,
-so a run killed while saving leaves the previous checkpoint intact.
+(`model.safetensors` + `config.json`, so `avssl.load_model` opens it directly),
+`trainer_state.pt` (optimizer, scheduler, position in the data and RNG states, all plain tensors
+and numbers: `torch.load(weights_only=True)` reads it) and `checksums.json` (the size and sha256
+of each of those files). `checkpoints/index.json` names the latest and the best one.
+
+Writing: the files go to `.tmp-step_…`, which gets its final name only once complete; a checkpoint
+of the same step is first renamed aside (`.old-step_…`) and deleted only after the new one is in,
+so a run killed at any moment leaves a complete checkpoint behind. A failed write (disk full)
+removes the temporary folder and raises one `CheckpointWriteError`.
+
+Reading: every file is checked against `checksums.json` before anything is loaded, and unreadable
+files are reported as a `CheckpointError` naming the file (never a raw unpickling or safetensors
+error). `load_latest` tries the checkpoints of a folder newest first and says which it skipped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +37,20 @@ from avssl.files import write_json_atomic
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "index.json"
+CHECKSUM_FILE = "checksums.json"
+_FOLDER = re.compile(r"^(\.old-)?step_(\d+)$")  # a checkpoint, or one renamed aside while being replaced
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is damaged or incomplete: a file is missing, fails its checksum or cannot be read."""
+
+
+class CheckpointWriteError(OSError, ValueError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous ones are untouched.
+
+    Also a ValueError, like `io.UnsupportedOperation`, so that the command line reports it in one line."""
 
 
 @dataclass
@@ -65,8 +88,77 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _read_index(directory: Path) -> dict[str, Any]:
+    """The index of a checkpoints folder; {} when absent or unreadable (the folders themselves remain)."""
     path = directory / INDEX_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s): ignoring it", path, err)
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256; the file is synced to disk on the way, so a rename never exposes unwritten data."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def write_checksums(folder: Path) -> Path:
+    """Record the size and sha256 of every file in `folder` in its `checksums.json`."""
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUM_FILE}
+    return write_json_atomic(folder / CHECKSUM_FILE, {"algorithm": "sha256", "files": files}, indent=2)
+
+
+def verify_checkpoint(folder: str | Path) -> bool:
+    """Check every file of a checkpoint folder against its `checksums.json`; raise `CheckpointError`
+    naming the first file that is missing, of the wrong size or damaged. Returns False for a folder
+    without checksums (weights from `avssl import-weights`, checkpoints of older versions): nothing
+    to verify against."""
+    folder = Path(folder)
+    manifest = folder / CHECKSUM_FILE
+    if not manifest.is_file():
+        return False
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        expected = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in files.items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{folder}: {CHECKSUM_FILE} is unreadable ({type(err).__name__})") from None
+    for name, (size, sha256) in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: {name} is missing")
+        if path.stat().st_size != size:
+            raise CheckpointError(f"{folder}: {name} has {path.stat().st_size} bytes, {size} expected (truncated?)")
+        if _sha256(path) != sha256:
+            raise CheckpointError(f"{folder}: {name} does not match its sha256 checksum (damaged)")
+    return True
+
+
+def _write_folder(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Weights, trainer state and checksums into a fresh `folder`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    torch.save(state, folder / STATE_FILE)
+    write_checksums(folder)
+
+
+def _move_in(tmp: Path, final: Path) -> None:
+    """Give the complete folder `tmp` the name `final`. An existing `final` (the same step saved
+    again) is renamed aside first and deleted last, so one of the two is complete at every moment."""
+    aside = final.with_name(f".old-{final.name}")
+    if final.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -81,14 +173,13 @@ def save_checkpoint(
     keep: int = 2,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete checkpoint, update the index (last, best), prune older ones."""
+    """Write a complete checkpoint, update the index (last, best), prune older ones.
+
+    Raises `CheckpointWriteError` (one line, e.g. "No space left on device") when a file cannot be
+    written; the temporary folder is removed and the checkpoints already there stay as they were."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"step_{position.step:07d}"
-    final = directory / name
-    tmp = directory / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    final, tmp = directory / name, directory / f".tmp-{name}"
     state = {
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -97,43 +188,114 @@ def save_checkpoint(
         "extra": extra or {},
         "metric": metric,
     }
-    torch.save(state, tmp / STATE_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-
-    index = _read_index(directory)
-    index["last"] = name
-    best = index.get("best_metric")
-    if metric is not None and (
-        best is None or (metric > best if higher_is_better else metric < best)
-    ):
-        index["best"], index["best_metric"] = name, metric
-    write_json_atomic(directory / INDEX_FILE, index, indent=2)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_folder(tmp, model, state)
+        _move_in(tmp, final)
+        index = _read_index(directory)
+        index["last"] = name
+        best = index.get("best_metric")
+        if metric is not None and (best is None or (metric > best if higher_is_better else metric < best)):
+            index["best"], index["best_metric"] = name, metric
+        write_json_atomic(directory / INDEX_FILE, index, indent=2)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(err, final) from err
     _prune(directory, keep=keep, protect={index.get("best"), name})
     log.info("checkpoint written: %s", final)
     return final
 
 
+def _write_error(err: OSError, final: Path) -> CheckpointWriteError:
+    """One line saying what failed and what is left (the index still names the last good checkpoint)."""
+    kept = _read_index(final.parent).get("last")
+    left = f"the last good checkpoint, {final.parent / kept}, is intact" if kept else "no earlier checkpoint exists"
+    error = CheckpointWriteError(f"cannot write checkpoint {final}: {err.strerror or err}; {left}")
+    error.errno = err.errno
+    return error
+
+
 def _prune(directory: Path, keep: int, protect: set[str | None]) -> None:
+    """Delete all but the `keep` newest checkpoints (and the protected ones), and what killed saves left."""
     steps = sorted(p for p in directory.glob("step_*") if p.is_dir())
     for old in steps[:-keep] if keep > 0 else steps:
         if old.name not in protect:
             shutil.rmtree(old, ignore_errors=True)
+    for leftover in [*directory.glob(".tmp-step_*"), *directory.glob(".old-step_*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _is_checkpoint_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in (STATE_FILE, WEIGHTS_FILE, CHECKSUM_FILE))
 
 
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
-    """A checkpoint folder from itself, a `checkpoints/` folder, or a run folder (`last` or `best`)."""
+    """A checkpoint folder from itself, a `checkpoints/` folder, or a run folder (`last` or `best`),
+    verified against its checksums (`CheckpointError` when damaged)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if (path / STATE_FILE).is_file() or (path / "model.safetensors").is_file():
+    if _is_checkpoint_folder(path):
+        verify_checkpoint(path)
         return path
     for directory in (path, path / "checkpoints"):
         index = _read_index(directory)
         name = index.get(which) or index.get("last")
         if name and (directory / name).is_dir():
-            return directory / name
-    raise FileNotFoundError(f"no checkpoint in {path} (expected model.safetensors or checkpoints/{INDEX_FILE})")
+            return resolve_checkpoint(directory / name)
+    raise FileNotFoundError(f"no checkpoint in {path} (expected {WEIGHTS_FILE} or checkpoints/{INDEX_FILE})")
+
+
+def _is_checkpoint_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in (STATE_FILE, WEIGHTS_FILE, CHECKSUM_FILE))
+
+
+def _rank(folder: Path) -> tuple[int, bool]:
+    """(step, not renamed aside) of a checkpoint folder's name."""
+    match = _FOLDER.match(folder.name)
+    return int(match.group(2)), match.group(1) is None
+
+
+def resume_candidates(source: str | Path) -> list[Path]:
+    """The checkpoints a resume from `source` may use, in the order to try them: a checkpoint folder
+    alone; for a run or `checkpoints/` folder, the index's `last` (listed even when its folder is
+    gone, so that the skip is reported) and then the older ones, newest first, each followed by its
+    copy renamed aside by a save killed mid-replace. Checkpoints newer than `last` belong to an
+    abandoned line of training (a resume from an older checkpoint) and are left out."""
+    source = Path(source)
+    if _is_checkpoint_folder(source):
+        return [source]
+    for directory in (source, source / "checkpoints"):
+        if not directory.is_dir():
+            continue
+        folders = {p for p in directory.iterdir() if _FOLDER.match(p.name) and p.is_dir()}
+        last = _read_index(directory).get("last")
+        if isinstance(last, str) and _FOLDER.match(last):
+            newest = _rank(directory / last)[0]
+            folders = {directory / last} | {p for p in folders if _rank(p)[0] <= newest}
+        if folders:
+            return sorted(folders, key=_rank, reverse=True)
+    return []
+
+
+def _read_state(folder: Path, map_location: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and trainer state of a checkpoint folder; damage met while parsing is a `CheckpointError`
+    naming the file (checksums catch it first, except in folders written without them)."""
+    if not (folder / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{folder} holds weights only ({STATE_FILE} missing): it cannot resume a run")
+    current = WEIGHTS_FILE
+    try:
+        weights = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
+        current = STATE_FILE
+        state = torch.load(folder / STATE_FILE, map_location=map_location, weights_only=True)
+        Position(**state["position"])
+        missing = {"optimizer", "scheduler", "rng"} - set(state)
+    except Exception as err:  # damaged bytes raise whatever the parser meets first
+        reason = (str(err).splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{folder}: {current} cannot be read ({type(err).__name__}: {reason})") from None
+    if missing:
+        raise CheckpointError(f"{folder}: {STATE_FILE} lacks {', '.join(sorted(missing))}")
+    return weights, state
 
 
 def load_checkpoint(
@@ -143,16 +305,37 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     map_location: str | torch.device = "cpu",
 ) -> tuple[Position, dict[str, Any]]:
-    """Load weights (and, when given, optimizer and scheduler) from a checkpoint; returns its position."""
+    """Load weights (and, when given, optimizer and scheduler) from a checkpoint; returns its position.
+
+    The checkpoint is verified and read whole before anything is changed, so a damaged one
+    (`CheckpointError`, or FileNotFoundError for a missing file) leaves the model as it was."""
     folder = resolve_checkpoint(path)
-    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(map_location)))
-    state_path = folder / STATE_FILE
-    if not state_path.is_file():
-        raise FileNotFoundError(f"{folder} holds weights only ({STATE_FILE} missing): it cannot resume a run")
-    state = torch.load(state_path, map_location=map_location, weights_only=True)
+    weights, state = _read_state(folder, map_location)
+    model.load_state_dict(weights)
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return Position(**state["position"]), state
+
+
+def load_latest(
+    candidates: list[Path],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[Path, Position, dict[str, Any]]:
+    """Load the first of `candidates` (see `resume_candidates`) that verifies, logging each one skipped
+    and why; a `CheckpointError` listing every reason when none does."""
+    reasons = []
+    for folder in candidates:
+        try:
+            position, state = load_checkpoint(folder, model, optimizer, scheduler, map_location)
+        except (CheckpointError, FileNotFoundError) as err:
+            log.warning("skipping checkpoint %s: %s", folder.name, err)
+            reasons.append(str(err))
+            continue
+        return folder, position, state
+    raise CheckpointError(f"no checkpoint to resume from verifies: {'; '.join(reasons) or 'none found'}")

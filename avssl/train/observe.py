@@ -3,26 +3,67 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-class MetricsLogger:
-    """Appends scalars to `run_dir/metrics.jsonl` and `run_dir/tensorboard/`; only rank 0 writes."""
+def _row_step(line: str) -> int | None:
+    """The step of one `metrics.jsonl` line; None for a line a kill cut short (or anything else unreadable)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
+
+def truncate_metrics(path: str | Path, step: int) -> int:
+    """Drop the rows of a `metrics.jsonl` logged after optimizer step `step` (and lines cut short by
+    a kill): a run resumed from the checkpoint of `step` logs them again. The file is replaced whole
+    (temporary file, then rename). Returns the number of lines dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if (row_step := _row_step(line)) is not None and row_step <= step]
+    if len(kept) < len(lines):
+        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
+        try:
+            with handle:
+                handle.write("".join(line + "\n" for line in kept))
+            os.replace(handle.name, path)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+    return len(lines) - len(kept)
+
+
+class MetricsLogger:
+    """Appends scalars to `run_dir/metrics.jsonl` and `run_dir/tensorboard/`; only rank 0 writes.
+
+    `resume_step`: the run continues from the checkpoint of that step, so what was logged after it
+    is dropped (from metrics.jsonl now, from TensorBoard's view by its `purge_step`) and written
+    once again as the steps are redone."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self._writer = None
+        if enabled and resume_step is not None:
+            dropped = truncate_metrics(self.path, resume_step)
+            if dropped:
+                log.info("resuming at step %d: dropped %d rows of %s logged after it", resume_step, dropped, self.path)
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 log.warning("tensorboard is not installed: scalars go to metrics.jsonl only")
             else:
-                self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1
+                self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
 
     def log(self, split: str, step: int, values: dict[str, float], epoch: int | None = None) -> None:
         """Record `values` under `split` (e.g. "train", "val") at optimizer step `step`."""

@@ -13,14 +13,20 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from avssl.train import distributed as distr
-from avssl.train.checkpoint import Position, load_checkpoint, resolve_checkpoint, save_checkpoint
+from avssl.train.checkpoint import (
+    CheckpointWriteError,
+    Position,
+    load_latest,
+    resume_candidates,
+    save_checkpoint,
+)
 from avssl.train.config import TrainConfig
 from avssl.train.observe import MetricsLogger
 from avssl.train.schedule import warmup_cosine
@@ -48,7 +54,9 @@ class FitResult:
 
 
 class _StopSignal:
-    """Turns the first SIGTERM/SIGINT into a request to stop after the current step."""
+    """Turns the first SIGTERM/SIGINT into a request to stop after the current step (a second one
+    gets the previous handler: the process ends at once). Signals sent to the whole process group
+    reach the DataLoader workers too, which leave them to this process (`avssl.data.loader`)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -68,6 +76,40 @@ class _StopSignal:
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+@dataclass
+class _Window:
+    """Sums over the optimizer steps since the last `train` row of metrics.jsonl."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    wait: float = 0.0
+    time: float = 0.0
+    clips: int = 0
+
+    def add(self, terms: dict[str, float], wait: float, elapsed: float, clips: int) -> None:
+        for key, value in terms.items():
+            self.terms[key] = self.terms.get(key, 0.0) + value
+        self.steps += 1
+        self.wait += wait
+        self.time += elapsed
+        self.clips += clips
+
+
+@contextlib.contextmanager
+def _epoch_batches(loader: Any, epoch: int, start: int) -> Iterator[Iterator[Any]]:
+    """The batches of `epoch` from sample `start` on; the loader's workers are shut down on leaving
+    (after a stop signal or an error too, before a checkpoint is written), not whenever the
+    iterator happens to be collected."""
+    loader.set_epoch(epoch, start=start)
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # torch's DataLoader iterators
+        if shutdown is not None:
+            shutdown()
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -143,6 +185,8 @@ class Trainer:
         )
         self.position = Position()
         self.val_metrics: dict[str, float] = {}
+        self._saved: Position | None = None  # the position of the last checkpoint written or resumed from
+        self._last_path: Path | None = None
         self._resume()
         self.forward_model: nn.Module = torch.compile(model) if cfg.compile else model
         if ctx.distributed:
@@ -151,7 +195,8 @@ class Trainer:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters,
             )
-        self.metrics = MetricsLogger(self.run_dir, enabled=ctx.is_main)
+        self.metrics = MetricsLogger(self.run_dir, enabled=ctx.is_main,
+                                     resume_step=None if cfg.resume is False else self.position.step)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -161,16 +206,22 @@ class Trainer:
         return torch.bfloat16 if precision == "bf16" else None
 
     def _resume(self) -> None:
+        """Continue from the newest checkpoint of the source that verifies (`load_latest` says which
+        it skipped and why); none verifying is an error, none at all with resume=true a fresh start."""
         resume = self.cfg.resume
         if resume is False:
             return
         source = self.run_dir / "checkpoints" if resume is True else Path(str(resume))
-        if resume is True and not (source / "index.json").is_file():
+        candidates = resume_candidates(source)
+        if not candidates:
+            if resume is not True:
+                raise FileNotFoundError(f"train.resume={resume}: no checkpoint there")
             log.info("resume=true but %s holds no checkpoint yet: starting from scratch", source)
             return
-        folder = resolve_checkpoint(source)
-        self.position, state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler, self.ctx.device)
+        folder, self.position, state = load_latest(
+            candidates, self.model, self.optimizer, self.scheduler, self.ctx.device)
         self.val_metrics = state.get("extra", {}).get("val_metrics", {})
+        self._saved, self._last_path = Position(**vars(self.position)), folder
         log.info("resumed from %s at step %d (epoch %d)", folder, self.position.step, self.position.epoch)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -179,22 +230,28 @@ class Trainer:
             for k, v in batch.items()
         }
 
-    def _checkpoint(self, metric: float | None = None) -> Path | None:
-        path = None
+    def _checkpoint(self, metric: float | None = None) -> None:
+        """Rank 0 writes a checkpoint of the current position; a failed write (disk full) stops every
+        rank with the same `CheckpointWriteError` instead of leaving the others at a barrier."""
+        error: CheckpointWriteError | None = None
         if self.ctx.is_main:
-            path = save_checkpoint(
-                self.run_dir / "checkpoints",
-                self.model,
-                self.optimizer,
-                self.scheduler,
-                self.position,
-                metric=metric,
-                higher_is_better=self.higher_is_better,
-                keep=self.cfg.keep_checkpoints,
-                extra={"val_metrics": self.val_metrics},
-            )
-        distr.barrier()
-        return path
+            try:
+                self._last_path = save_checkpoint(
+                    self.run_dir / "checkpoints",
+                    self.model,
+                    self.optimizer,
+                    self.scheduler,
+                    self.position,
+                    metric=metric,
+                    higher_is_better=self.higher_is_better,
+                    keep=self.cfg.keep_checkpoints,
+                    extra={"val_metrics": self.val_metrics},
+                )
+            except CheckpointWriteError as err:
+                error = err
+        if distr.any_rank(error is not None, self.ctx.device):
+            raise error or CheckpointWriteError("rank 0 could not write a checkpoint (its log says why)")
+        self._saved = Position(**vars(self.position))
 
     def _micro_step(self, batch: dict[str, Any], micro: int, sync: bool) -> dict[str, float]:
         torch.manual_seed(step_seed(self.seed, self.position.step, micro, self.ctx.rank))
@@ -251,70 +308,88 @@ class Trainer:
         if spread != 0.0:
             log.warning("model replicas differ across ranks (checksum spread %g)", spread)
 
+    def _stop_requested(self, stop: _StopSignal) -> bool:
+        """Whether a stop signal reached any rank (every rank asks at the same points)."""
+        return distr.any_rank(stop.requested, self.ctx.device)
+
+    def _train_step(self, batches: Iterator[Any]) -> tuple[dict[str, float], float, int, float]:
+        """One optimizer step over `accum_steps` batches: (mean loss terms, seconds spent waiting
+        for data, clips seen, gradient norm)."""
+        accum = self.cfg.accum_steps
+        step_terms: dict[str, float] = {}
+        wait, clips = 0.0, 0
+        for micro in range(accum):
+            fetch = time.perf_counter()
+            batch = self._to_device(next(batches))
+            wait += time.perf_counter() - fetch
+            clips += _num_clips(batch)
+            for key, value in self._micro_step(batch, micro, sync=micro == accum - 1).items():
+                step_terms[key] = step_terms.get(key, 0.0) + value / accum
+            self.position.batch_in_epoch += 1
+        return step_terms, wait, clips, self._optimizer_step()
+
+    def _log_window(self, window: _Window, grad_norm: float) -> None:
+        """One `train` row: the window's mean loss terms (over ranks too), lr and throughput."""
+        values = distr.mean_across_ranks({k: v / window.steps for k, v in window.terms.items()}, self.ctx.device)
+        values.update(
+            lr=self.scheduler.get_last_lr()[0],
+            grad_norm=grad_norm,
+            clips_per_s=window.clips * self.ctx.world_size / window.time,
+            data_wait_fraction=window.wait / max(window.time, 1e-9),
+        )
+        self.metrics.log("train", self.position.step, values, epoch=self.position.epoch)
+
+    def _train_epoch(self, batches: Iterator[Any], stop: _StopSignal, bar: tqdm) -> bool:
+        """The rest of the current epoch; True when a stop signal ended it early (at a step boundary)."""
+        cfg, pos = self.cfg, self.position
+        end = self.steps_per_epoch * cfg.accum_steps
+        window = _Window()
+        while pos.batch_in_epoch < end:
+            tick = time.perf_counter()
+            terms, wait, clips, grad_norm = self._train_step(batches)
+            elapsed = time.perf_counter() - tick
+            window.add(terms, wait, elapsed, clips)
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms.get('loss', float('nan')):.4f}",
+                            clips_s=f"{clips * self.ctx.world_size / max(elapsed, 1e-9):.1f}")
+            if pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= end:
+                self._log_window(window, grad_norm)
+                window = _Window()
+            if self._stop_requested(stop):
+                return True
+            if cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0:
+                self._checkpoint()
+        return False
+
     def fit(self) -> FitResult:
-        """Train to the end (or to a stop signal); returns how it ended."""
+        """Train to the end (or to a stop signal: then the loader's workers are shut down, a
+        checkpoint of the position reached is written and the result says "interrupted")."""
         cfg, pos = self.cfg, self.position
         start_time = time.time()
-        total = self.steps_per_epoch * cfg.epochs
         batch_size = getattr(self.loader, "batch_size", None) or 1
-        bar = tqdm(total=total, initial=pos.step, disable=not self.ctx.is_main, dynamic_ncols=True, unit="step")
-        window: dict[str, float] = {}
-        window_steps, window_wait, window_time, window_clips = 0, 0.0, 0.0, 0
-        last_path, status = None, "finished"
+        bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=pos.step, disable=not self.ctx.is_main,
+                   dynamic_ncols=True, unit="step")
+        status = "finished"
         self.model.train()
         with _StopSignal() as stop:
             while pos.epoch < cfg.epochs:
-                self.loader.set_epoch(pos.epoch, start=pos.batch_in_epoch * batch_size)
-                batches = iter(self.loader)
-                while pos.batch_in_epoch < self.steps_per_epoch * cfg.accum_steps:
-                    tick = time.perf_counter()
-                    step_terms: dict[str, float] = {}
-                    wait, clips = 0.0, 0
-                    for micro in range(cfg.accum_steps):
-                        fetch = time.perf_counter()
-                        batch = self._to_device(next(batches))
-                        wait += time.perf_counter() - fetch
-                        clips += _num_clips(batch)
-                        terms = self._micro_step(batch, micro, sync=micro == cfg.accum_steps - 1)
-                        for k, v in terms.items():
-                            step_terms[k] = step_terms.get(k, 0.0) + v / cfg.accum_steps
-                        pos.batch_in_epoch += 1
-                    grad_norm = self._optimizer_step()
-                    elapsed = time.perf_counter() - tick
-                    for k, v in step_terms.items():
-                        window[k] = window.get(k, 0.0) + v
-                    window_steps, window_wait, window_time = window_steps + 1, window_wait + wait, window_time + elapsed
-                    window_clips += clips
-                    clips_per_s = clips * self.ctx.world_size / max(elapsed, 1e-9)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{step_terms.get('loss', float('nan')):.4f}", clips_s=f"{clips_per_s:.1f}")
-                    if pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= self.steps_per_epoch * cfg.accum_steps:
-                        values = {k: v / window_steps for k, v in window.items()}
-                        values = distr.mean_across_ranks(values, self.ctx.device)
-                        values.update(
-                            lr=self.scheduler.get_last_lr()[0],
-                            grad_norm=grad_norm,
-                            clips_per_s=window_clips * self.ctx.world_size / window_time,
-                            data_wait_fraction=window_wait / max(window_time, 1e-9),
-                        )
-                        self.metrics.log("train", pos.step, values, epoch=pos.epoch)
-                        window, window_steps, window_wait, window_time, window_clips = {}, 0, 0.0, 0.0, 0
-                    if distr.any_rank(stop.requested, self.ctx.device):
+                if self._stop_requested(stop):  # it came during the last validation or checkpoint
+                    status = "interrupted"
+                    break
+                with _epoch_batches(self.loader, pos.epoch, pos.batch_in_epoch * batch_size) as batches:
+                    if self._train_epoch(batches, stop, bar):
                         status = "interrupted"
-                        break
-                    if cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0:
-                        last_path = self._checkpoint()
                 if status == "interrupted":
                     break
                 pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
                 self.val_metrics = self._run_evaluation() or self.val_metrics
-                metric = self.val_metrics.get(self.best_metric) if self.best_metric else None
-                last_path = self._checkpoint(metric)
+                self._checkpoint(self.val_metrics.get(self.best_metric) if self.best_metric else None)
             if status == "interrupted":
-                last_path = self._checkpoint()
+                if self._saved != pos:
+                    self._checkpoint()
                 log.warning("stopped by signal at step %d; resume with train.resume=true", pos.step)
         bar.close()
         if self.ctx.distributed:
             self._check_ranks_agree()
         self.metrics.close()
-        return FitResult(status, pos, time.time() - start_time, self.val_metrics, last_path)
+        return FitResult(status, pos, time.time() - start_time, self.val_metrics, self._last_path)
