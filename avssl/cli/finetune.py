@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 4
     if result.status != "finished":
         print(f"{result.status} at step {result.fit.position.step}; resume with train.resume=true out={cfg.out}")
-        return 3
+        return 0  # stopped by SIGTERM / SIGINT with a checkpoint written, as asked
     if result.metrics_json is None:  # a rank other than 0: rank 0 evaluates and reports
         return 0
     summary = ", ".join(f"{k}={v:.2f}" for k, v in result.metrics.items())

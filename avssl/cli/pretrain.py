@@ -39,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"avssl pretrain: {err}")
         return 4
     if not main_rank:
-        return 0 if result.status == "finished" else 3
+        return 0  # finished, or stopped by SIGTERM / SIGINT with a checkpoint written: both succeeded
     summary = ", ".join(f"{k}={v:.3f}" for k, v in sorted(result.val_metrics.items()))
     print(f"{result.status} at step {result.position.step} in {result.wall_time:.0f}s; {summary}")
     if result.last_checkpoint:
         print(f"checkpoint: {result.last_checkpoint}")
-    return 0 if result.status == "finished" else 3
+    if result.status != "finished":
+        print("resume with train.resume=true")
+    return 0
