@@ -279,8 +279,9 @@ def resume_candidates(source: str | Path) -> list[Path]:
 
 
 def _read_state(folder: Path, map_location: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and trainer state of a checkpoint folder; damage met while parsing is a `CheckpointError`
-    naming the file (checksums catch it first, except in folders written without them)."""
+    """Weights and trainer state of a checkpoint folder; damage met while parsing, or NaN / inf
+    weights, is a `CheckpointError` naming the file (checksums catch it first, except in folders
+    written without them)."""
     if not (folder / STATE_FILE).is_file():
         raise FileNotFoundError(f"{folder} holds weights only ({STATE_FILE} missing): it cannot resume a run")
     current = WEIGHTS_FILE
@@ -295,6 +296,9 @@ def _read_state(folder: Path, map_location: str | torch.device) -> tuple[dict[st
         raise CheckpointError(f"{folder}: {current} cannot be read ({type(err).__name__}: {reason})") from None
     if missing:
         raise CheckpointError(f"{folder}: {STATE_FILE} lacks {', '.join(sorted(missing))}")
+    broken = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:  # training never saves these (a non-finite loss stops it first): damaged bytes
+        raise CheckpointError(f"{folder}: {WEIGHTS_FILE} holds non-finite values in {broken} (damaged)")
     return weights, state
 
 
