@@ -1,18 +1,24 @@
-"""Pretraining end to end on the synthetic corpus: learning, resumption, signals, NaNs, torchrun."""
+"""Pretraining end to end on the synthetic corpus: learning, resumption, signals, NaNs, full disks,
+torchrun."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import avssl
+from avssl.cli import main
 from avssl.config import load_config
+from avssl.train import checkpoint as checkpoint_module
 from avssl.train import pretrain as pretrain_module
 from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.observe import read_metrics
@@ -38,6 +44,46 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(resolve_checkpoint(run) / "model.safetensors"))
 
 
+# 2 epochs of 3 steps (24 training clips, batch 8), checkpoints at steps 2, 3, 4 and 6, a row every step
+RESUMABLE = ("train.epochs=2", "train.warmup_epochs=0.5", "train.checkpoint_every=2", "train.log_every=1")
+CLOCK_KEYS = {"time", "clips_per_s", "data_wait_fraction"}
+
+
+def numbers(run: Path) -> list[tuple[str, dict[str, float]]]:
+    """The rows of a run's metrics.jsonl as (split, numbers), without those that depend on the clock."""
+    return [(row["split"], {k: v for k, v in row.items() if k not in CLOCK_KEYS | {"split"}})
+            for row in read_metrics(run)]
+
+
+def assert_same_rows(run: Path, reference: Path) -> None:
+    rows, expected = numbers(run), numbers(reference)
+    assert [(split, row["step"]) for split, row in rows] == [(split, row["step"]) for split, row in expected]
+    for (split, row), (_, want) in zip(rows, expected):
+        assert row == pytest.approx(want, rel=1e-4), (split, row["step"])
+
+
+@pytest.fixture(scope="module")
+def straight_run(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RESUMABLE run never interrupted, for interrupted-and-resumed ones to match."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    assert run_pretrain(tiny_config(synthetic_corpus, run, *RESUMABLE)).status == "finished"
+    return run
+
+
+def fail_at_call(monkeypatch: pytest.MonkeyPatch, call: int, fail: Callable[[], None]) -> None:
+    """Make the `call`-th pretraining step (a micro-step, before its forward) run `fail` first."""
+    calls = {"n": 0}
+    original = pretrain_module.pretrain_step
+
+    def step(model, batch):
+        calls["n"] += 1
+        if calls["n"] == call:
+            fail()
+        return original(model, batch)
+
+    monkeypatch.setattr(pretrain_module, "pretrain_step", step)
+
+
 @pytest.mark.slow
 def test_tiny_run_learns_and_writes_its_run_folder(synthetic_corpus, tmp_path):
     result = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run"))
@@ -59,32 +105,104 @@ def test_tiny_run_learns_and_writes_its_run_folder(synthetic_corpus, tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in best_weights.items())
 
 
-def test_interrupted_then_resumed_run_matches_uninterrupted(synthetic_corpus, tmp_path, monkeypatch):
-    extra = ("train.epochs=2", "train.warmup_epochs=0.5", "train.checkpoint_every=2")
-    straight = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "a", *extra))
-    assert straight.status == "finished"
-
-    calls = {"n": 0}
-    original = pretrain_module.pretrain_step
-
-    def interrupting_step(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(model, batch)
-
-    monkeypatch.setattr(pretrain_module, "pretrain_step", interrupting_step)
-    stopped = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *extra))
+def test_interrupted_then_resumed_run_matches_uninterrupted(synthetic_corpus, straight_run, tmp_path, monkeypatch):
+    # stopped on the last step of epoch 0: the resumed run starts that epoch's loader only to find
+    # it finished, which drew from the global RNG and changed the validation masks (val_loss)
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        stopped = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *RESUMABLE))
     assert stopped.status == "interrupted" and stopped.position.step == 3
     assert resolve_checkpoint(tmp_path / "b").name == "step_0000003"
-    monkeypatch.setattr(pretrain_module, "pretrain_step", original)
 
-    resumed = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *extra, "train.resume=true"))
-    assert resumed.status == "finished" and resumed.position.step == straight.position.step
-    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    resumed = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "b", *RESUMABLE, "train.resume=true"))
+    assert resumed.status == "finished" and resumed.position.step == 6
+    a, b = weights(straight_run), weights(tmp_path / "b")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert_same_rows(tmp_path / "b", straight_run)
+
+
+class _Crash(RuntimeError):
+    """The process dies mid-step (out of memory, a node lost): no checkpoint of what it did since the last."""
+
+
+def test_a_run_resumed_after_a_crash_logs_each_step_once(synthetic_corpus, straight_run, tmp_path, monkeypatch):
+    def crash() -> None:
+        raise _Crash
+
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 6, crash)  # step 5 was logged, the last checkpoint is step 4's
+        with pytest.raises(_Crash):
+            run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", *RESUMABLE))
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "train")][-1] == 5
+    assert resolve_checkpoint(tmp_path / "run").name == "step_0000004"
+
+    run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", *RESUMABLE, "train.resume=true"))
+    assert_same_rows(tmp_path / "run", straight_run)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def group_is_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_process_group_ends_with_a_checkpoint_and_exit_0(synthetic_corpus, tmp_path, signum):
+    # what Slurm and Kubernetes do (and Ctrl-C): the DataLoader worker gets the signal too
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "avssl", "pretrain", "-c", str(TINY), f"data.train={synthetic_corpus / 'train.csv'}",
+           f"data.val={synthetic_corpus / 'val.csv'}", f"out={run}", "data.num_workers=1", "train.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        wait_for(lambda: bool(read_metrics(run, "train")) or proc.poll() is not None, 180, "the first training step")
+        os.killpg(proc.pid, signum)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "killed by signal" not in err and "Traceback" not in err, err[-3000:]
+    assert f"received {signal.Signals(signum).name}" in err and "interrupted at step" in out
+    last_step = read_metrics(run)[-1]["step"]
+    assert resolve_checkpoint(run).name == f"step_{last_step:07d}"
+    wait_for(lambda: group_is_gone(proc.pid), 10, "the DataLoader worker to be gone")
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_error_line_and_keeps_the_last_one(synthetic_corpus, tmp_path, monkeypatch,
+                                                                               capsys):
+    real_save = torch.save
+    saves = {"n": 0}
+
+    def save_until_the_disk_fills(obj, path, *args, **kwargs):
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_until_the_disk_fills)
+    run = tmp_path / "run"
+    code = main(["pretrain", "-c", str(TINY), f"data.train={synthetic_corpus / 'train.csv'}",
+                 f"data.val={synthetic_corpus / 'val.csv'}", f"out={run}", "data.num_workers=0", "train.epochs=2"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "step_0000003" in errors[0], err[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["index.json", "step_0000003"]
+    assert resolve_checkpoint(run).name == "step_0000003"
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_corpus, tmp_path, monkeypatch):
