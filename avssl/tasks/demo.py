@@ -21,12 +21,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import torch
 
-from avssl.config import save_config
-from avssl.data.synthetic import make_corpus
+from avssl.config import NON_EMPTY, SEED, Check, Range, above, at_least, save_config, validate_config
+from avssl.data.synthetic import CLASSES, make_corpus
 from avssl.models.factory import create_model, load_model
 from avssl.tasks.embed import Embeddings, embed_source
 from avssl.tasks.evaluate import retrieval_metrics, write_json
@@ -51,6 +51,11 @@ class CorpusConfig:
     size: int = 64
     fps: int = 16
     val_fraction: float = 0.2
+
+    RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
+        "num_classes": Range(1, len(CLASSES)), "videos_per_class": at_least(2), "duration": above(0.0),
+        "size": at_least(16), "fps": at_least(1), "val_fraction": Range(0.0, 1.0, low_open=True, high_open=True),
+    }
 
 
 def _pretrain_defaults() -> PretrainConfig:
@@ -87,6 +92,11 @@ class DemoConfig:
     budget_s: float = 600.0  # a warning is logged when the run takes longer
     pretrain: PretrainConfig = field(default_factory=_pretrain_defaults)
     finetune: FinetuneConfig = field(default_factory=_finetune_defaults)
+
+    RANGES: ClassVar[dict[str, Check]] = {
+        "out": NON_EMPTY, "seed": SEED, "labels_per_class": at_least(1), "examples": at_least(0),
+        "top_k": at_least(1), "budget_s": above(0.0),
+    }
 
 
 @dataclass
@@ -176,6 +186,7 @@ def _finetune(cfg: DemoConfig, init: str, train_csv: Path, val_csv: Path, out: P
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the five stages into `cfg.out`; returns the report path, the numbers and the timings."""
+    validate_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo_config.yaml")

@@ -17,14 +17,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from avssl.config import save_config
+from avssl.config import NON_EMPTY, SEED, Check, Range, RunFolder, at_least, save_config, validate_config
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.models.av_model import WEIGHTS_FILE
@@ -52,6 +52,8 @@ class FinetuneDataConfig(DataConfig):
     eval_clips: int = 4  # windows per video, evenly spaced ("constant" sampler)
     eval_crops: int = 3  # square crops along the long side of each window (audio mode: always 1)
 
+    RANGES: ClassVar[dict[str, Check]] = {"eval_clips": at_least(1), "eval_crops": at_least(1)}
+
 
 @dataclass
 class HeadConfig:
@@ -62,6 +64,11 @@ class HeadConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0  # Beta(alpha, alpha) mixing of clip pairs; 0 turns it off
     layer_decay: float = 0.75  # lr of layer d = lr * layer_decay ** (top - d); 1 turns it off
+
+    RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
+        "dropout": Range(0.0, 1.0, high_open=True), "label_smoothing": Range(0.0, 1.0, high_open=True),
+        "mixup": at_least(0.0), "layer_decay": Range(0.0, 1.0, low_open=True),
+    }
 
 
 @dataclass
@@ -76,6 +83,8 @@ class FinetuneConfig:
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, betas=(0.9, 0.999)))
     head: HeadConfig = field(default_factory=HeadConfig)
+
+    RANGES: ClassVar[dict[str, Check]] = {"out": NON_EMPTY, "seed": SEED, "init": NON_EMPTY}
 
 
 @dataclass
@@ -171,11 +180,13 @@ def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, v
 def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
     """Fine-tune as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
     tensorboard/, rejected.txt and, once training finished, eval/."""
+    validate_config(cfg)
     ctx = distr.init_distributed(cfg.train.device)
+    folder = RunFolder(cfg.out)  # removed again if the set-up below fails
     try:
-        run_dir = Path(cfg.out)
+        run_dir = folder.path
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            folder.create()
             save_config(cfg, run_dir / "config.yaml")
         distr.barrier()
         torch.manual_seed(cfg.seed)
@@ -210,6 +221,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
             groups=layer_decay_groups(model, cfg.train.lr, cfg.train.weight_decay, cfg.head.layer_decay),
             find_unused_parameters=True,  # the joint blocks' norms of the streams a mode does not use
         )
+        folder.keep()
         fit = trainer.fit()
         result = FinetuneResult(math.nan, math.nan, {}, classes, None, run_dir, None, None, fit.status, fit)
         if ctx.is_main and fit.status == "finished":
@@ -220,4 +232,5 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         distr.barrier()
         return result
     finally:
+        folder.close()
         distr.cleanup()

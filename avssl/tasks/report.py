@@ -135,7 +135,9 @@ def media_html(image: str | None, audio: str | None) -> Markup:
     """An <img> and/or <audio controls> for page-relative sources (either may be missing)."""
     parts = [markup('<img class="thumb" src="{}" alt="frame">', image) if image else "",
              markup('<audio controls preload="metadata" src="{}"></audio>', audio) if audio else ""]
-    return markup('<div class="media">{}</div>', join(parts)) if any(parts) else tag("span", "(no preview)", class_="muted")
+    if not any(parts):
+        return tag("span", "(no preview)", class_="muted")
+    return markup('<div class="media">{}</div>', join(parts))
 
 
 def _cell(value: object) -> Markup:

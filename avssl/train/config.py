@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from avssl.config import Check, Matches, Range, above, at_least
 
 
 @dataclass
@@ -25,3 +27,10 @@ class TrainConfig:
     keep_checkpoints: int = 2  # most recent kept, besides the best
     log_every: int = 10
     resume: bool | str = False  # true: this run folder's last checkpoint; or a checkpoint path
+
+    RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
+        "epochs": at_least(1), "lr": above(0.0), "min_lr_ratio": Range(0.0, 1.0), "weight_decay": at_least(0.0),
+        "betas": Range(0.0, 1.0, high_open=True), "warmup_epochs": at_least(0.0), "grad_clip": at_least(0.0),
+        "accum_steps": at_least(1), "device": Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N"),
+        "checkpoint_every": at_least(0), "keep_checkpoints": at_least(0), "log_every": at_least(1),
+    }

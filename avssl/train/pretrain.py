@@ -10,16 +10,17 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
-from avssl.config import save_config
+from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, RunFolder, above, at_least, save_config, validate_config
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
+from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
 from avssl.tasks.metrics import cross_modal_retrieval
@@ -56,6 +57,13 @@ class DataConfig:
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training clips only; see avssl.data.augment
 
+    RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
+        "val_fraction": Range(0.0, 1.0, low_open=True, high_open=True), "num_frames": at_least(1),
+        "frame_size": at_least(1), "clip_duration": above(0.0), "sampler": OneOf(SAMPLERS),
+        "clips_per_video": at_least(1), "short_videos": OneOf(SHORT_POLICIES), "batch_size": at_least(1),
+        "val_batch_size": at_least(1), "num_workers": at_least(0),
+    }
+
 
 @dataclass
 class PretrainConfig:
@@ -66,6 +74,8 @@ class PretrainConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    RANGES: ClassVar[dict[str, Check]] = {"out": NON_EMPTY, "seed": SEED}
 
 
 MIN_VAL_CLIPS = 8  # fewer held-out clips make validation R@1 too coarse to choose checkpoints by
@@ -230,11 +240,13 @@ def report_collapse(run_dir: Path, last_epoch: int) -> None:
 def run_pretrain(cfg: PretrainConfig) -> FitResult:
     """Pretrain as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
     tensorboard/, rejected.txt and collapse_warnings.txt."""
+    validate_config(cfg)
     ctx = distr.init_distributed(cfg.train.device)
+    folder = RunFolder(cfg.out)  # removed again if the set-up below fails
     try:
-        run_dir = Path(cfg.out)
+        run_dir = folder.path
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            folder.create()
             save_config(cfg, run_dir / "config.yaml")
         distr.barrier()
         torch.manual_seed(cfg.seed)
@@ -269,9 +281,11 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
             evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,
             after_validation=monitor.after_validation,
         )
+        folder.keep()
         result = trainer.fit()
         if ctx.is_main:
             report_collapse(run_dir, result.position.epoch)
         return result
     finally:
+        folder.close()
         distr.cleanup()

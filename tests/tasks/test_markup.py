@@ -19,6 +19,7 @@ def test_templates_fill_escaped_values_and_keep_number_formats():
 
 
 def test_tags_and_joins_escape_content_and_attributes():
-    assert tag("td", '"<x>"', class_='a" onclick="y') == '<td class="a&quot; onclick=&quot;y">&quot;&lt;x&gt;&quot;</td>'
+    cell = tag("td", '"<x>"', class_='a" onclick="y')
+    assert cell == '<td class="a&quot; onclick=&quot;y">&quot;&lt;x&gt;&quot;</td>'
     assert join(["<a>", Markup("<br>")], separator=", ") == "&lt;a&gt;, <br>"
     assert isinstance(join([]), Markup) and isinstance(tag("p"), Markup)

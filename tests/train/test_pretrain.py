@@ -298,6 +298,7 @@ def test_augment_overrides_reach_the_training_set_and_the_log(write_test_video, 
 
     def stop(model, loader, *args, **kwargs):
         built["train_set"] = loader.dataset
+        built["config"] = (tmp_path / "run" / "config.yaml").read_text()  # the folder goes with the failed set-up
         raise _Stop
 
     monkeypatch.setattr(pretrain_module, "Trainer", stop)
@@ -309,4 +310,4 @@ def test_augment_overrides_reach_the_training_set_and_the_log(write_test_video, 
     assert built["train_set"].video_transform.flip is False and built["train_set"].audio_transform.freq_mask == 0
     assert "training augmentations: random resized crop scale 0.35-1 aspect 0.75-1.33, SpecAugment time<=20%" \
         in caplog.text
-    assert "flip: false" in (tmp_path / "run" / "config.yaml").read_text()
+    assert "flip: false" in built["config"]
