@@ -1,14 +1,20 @@
 """Decode a time window of a video file into frames and a mono waveform, with PyAV.
 
 Only the window is decoded: the video stream seeks back to the keyframe before it, decodes forward,
-and stops at the last frame it needs; the audio stream seeks separately with a pre-roll (AAC and MP3
-decode garbage for a few frames after a seek), is resampled to mono float by FFmpeg's filter graph
-(what `av.AudioResampler` builds) and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so variable
-frame rate files work.
+and stops at the last frame it needs (a seek that lands after the window, or on a frame the decoder
+cannot start from, as MPEG-TS seeks do, is tried again further back, down to the stream's start);
+the audio stream seeks separately with a pre-roll (AAC and MP3 decode garbage for a few frames
+after a seek), is resampled to mono float by FFmpeg's filter graph (what `av.AudioResampler`
+builds) and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so
+variable frame rate files work.
 
 Times are seconds from the start of the video stream (its start offset is subtracted), the same
 clock as `VideoInfo.duration`. A window running past the end repeats the last frame and zero-pads
 the audio (the "pad" policy).
+
+Damaged data: a packet the decoder refuses is skipped (as FFmpeg's own tools do), and a window only
+fails when no frame could be decoded for it. Every failure is a `DecodeError` naming the file,
+whatever PyAV raised, so that the datasets count and skip it.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import av
 import av.filter
@@ -35,10 +41,15 @@ DECODER_THREADS = 1
 _EPS = 1e-6  # seconds: timestamps are rationals turned into floats
 _SKIP_END_MARGIN = 1.0  # seconds before the stream's end where no frame is skipped (see _skippable)
 _RESAMPLER_MARGIN = 0.05  # seconds of pre-roll audio kept before a window, as resampler context
+_START_MARGIN = 1.0  # seconds before the stream start where a seek "from the start" aims (_decode_from_keyframe)
 
 
 class DecodeError(RuntimeError):
     """A file or window could not be decoded; the message names the file and what failed."""
+
+
+class _NoFrameDecoded(DecodeError):
+    """No video frame could be decoded for a window (worth one more try with a fresh decoder)."""
 
 
 @dataclass
@@ -61,6 +72,14 @@ def video_stream(container: av.container.InputContainer) -> av.VideoStream | Non
     """The first video stream that is not cover art (an attached picture), or None."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def audio_stream(container: av.container.InputContainer) -> av.AudioStream | None:
+    """The first audio stream FFmpeg has a decoder for, or None."""
+    for stream in container.streams.audio:
+        if stream.codec_context is not None:
             return stream
     return None
 
@@ -119,40 +138,89 @@ def decode_clips(
     with_audio: bool = True,
     timeout: float = 60.0,
 ) -> list[DecodedClip]:
-    """Decode several windows from one open container (same arguments as `decode_clip`)."""
-    name = source_name(source)
+    """Decode several windows from one open container (same arguments as `decode_clip`); a window
+    without any decodable frame is tried once more in a freshly opened one."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     for start, end in windows:
         if not end > start:
             raise ValueError(f"clip window must have end > start, got ({start}, {end})")
-    opened = str(source) if isinstance(source, (str, Path)) else source
+    request = _Request(source_name(source), num_frames, audio_rate, short_side, with_video, with_audio, timeout)
+    opened = None
     try:
-        with av.open(opened, metadata_errors="ignore") as container:
-            video = video_stream(container)
-            audio = container.streams.audio[0] if container.streams.audio else None
-            if with_video and video is None:
-                raise DecodeError(f"{name}: no video stream")
-            if with_video:
-                configure_decoder(video)
-            origin = stream_start(video if video is not None else audio)
-            clips = []
-            for start, end in windows:
-                budget = _Budget(name, timeout)
-                frames, frame_times = _empty_video()
-                if with_video:
-                    reader = _VideoReader(container, video, budget)
-                    frames, frame_times = reader.read(origin + start, origin + end, num_frames, short_side)
-                    frame_times -= origin
-                samples = np.zeros(round((end - start) * audio_rate), np.float32)
-                if with_audio and audio is not None:
-                    _read_audio(container, audio, origin + start, samples, audio_rate, budget)
-                clips.append(DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(samples),
-                                         has_audio=with_audio and audio is not None,
-                                         frame_times=torch.from_numpy(frame_times)))
-            return clips
-    except av.error.FFmpegError as err:
-        raise DecodeError(f"{name}: {err}") from err
+        opened = _Opened(source, with_video)
+        clips = []
+        for start, end in windows:
+            try:
+                clips.append(request.decode(opened, start, end))
+            except _NoFrameDecoded:
+                # a damaged packet can leave the decoder unable to decode anything after it, even
+                # after a seek (an MPEG-4 header with other settings); a fresh decoder can
+                log.debug("%s: no frame near %.3f s; trying again in a freshly opened file", request.name, start)
+                opened.close()
+                opened = _Opened(source, with_video)
+                clips.append(request.decode(opened, start, end))
+        return clips
+    except (DecodeError, av.error.FFmpegError) as err:
+        raise DecodeError(f"{request.name}: {err}") from err
+    except Exception as err:  # PyAV raises more than FFmpegError on damaged data (ValueError, MemoryError, ...)
+        raise DecodeError(f"{request.name}: {type(err).__name__}: {err}") from err
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+class _Opened:
+    """An open container of a source and its video and audio streams; a file object is read from
+    its start."""
+
+    def __init__(self, source: str | Path | BinaryIO, with_video: bool):
+        if not isinstance(source, (str, Path)):
+            source.seek(0)
+        self.container = av.open(str(source) if isinstance(source, (str, Path)) else source,
+                                 metadata_errors="ignore")
+        self.video, self.audio = video_stream(self.container), audio_stream(self.container)
+        if with_video and self.video is None:
+            self.close()
+            raise DecodeError("no video stream")
+        if with_video and self.video.codec_context is None:
+            self.close()
+            raise DecodeError("no decoder for the video stream")
+        if with_video:
+            configure_decoder(self.video)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What `decode_clips` was asked for, besides the windows."""
+
+    name: str
+    num_frames: int
+    audio_rate: int
+    short_side: int | None
+    with_video: bool
+    with_audio: bool
+    timeout: float
+
+    def decode(self, opened: _Opened, start: float, end: float) -> DecodedClip:
+        """The window [start, end) (seconds on the clip clock) from an open file."""
+        budget = _Budget(self.name, self.timeout)
+        video, audio = opened.video, opened.audio
+        origin = stream_start(video if video is not None else audio)
+        frames, frame_times = _empty_video()
+        if self.with_video:
+            reader = _VideoReader(opened.container, video, budget)
+            frames, frame_times = reader.read(origin + start, origin + end, self.num_frames, self.short_side)
+            frame_times -= origin
+        samples = np.zeros(round((end - start) * self.audio_rate), np.float32)
+        has_audio = self.with_audio and audio is not None
+        if has_audio:
+            _read_audio(opened.container, audio, origin + start, samples, self.audio_rate, budget)
+        return DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(samples), has_audio=has_audio,
+                           frame_times=torch.from_numpy(frame_times))
 
 
 def _empty_video() -> tuple[np.ndarray, np.ndarray]:
@@ -168,15 +236,16 @@ class _Budget:
 
     def check(self, what: str, near: float) -> None:
         if time.monotonic() > self.expires:
-            raise DecodeError(f"{self.name}: decoding {what} near {near:.3f} s took longer than {self.timeout:g} s")
+            raise DecodeError(f"decoding {what} near {near:.3f} s took longer than {self.timeout:g} s")
 
 
-def _seek(container, stream, seconds: float) -> None:
+def seek_keyframe(container: av.container.InputContainer, stream: av.stream.Stream, seconds: float) -> None:
     """Seek `stream` back to the keyframe at or before `seconds` (absolute stream time).
 
     Times before the stream start are kept: they land on the first packet, including the encoder
     priming packets AAC and Opus streams start with (at negative times), which the decoder needs to
-    get the first real samples right. Demuxers that refuse such times (AVI) seek to the start."""
+    get the first real samples right. Demuxers that refuse such times (AVI) seek to the start.
+    Raises FFmpeg's error when the stream cannot seek at all (e.g. an MP4 track without an index)."""
     target = math.floor(seconds / float(stream.time_base))  # rounding down only seeks a little earlier
     first = stream.start_time or 0
     try:
@@ -185,6 +254,34 @@ def _seek(container, stream, seconds: float) -> None:
         if target >= first:
             raise
         container.seek(first, stream=stream, backward=True, any_frame=False)
+
+
+def _packets(container, stream, errors: list[str]) -> Iterator[av.Packet]:
+    """`container.demux(stream)`, ended (not raised) by a demuxer error, which is added to `errors`:
+    damaged data after a point reads like the end of the file."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as err:
+            errors.append(str(err))
+            return
+        except IndexError:  # PyAV's answer to a packet of a stream that appears mid-file
+            errors.append("a packet of a stream the header did not announce")
+            return
+        yield packet
+
+
+def _decoded(packet: av.Packet, errors: list[str]) -> list:
+    """The frames `packet` completes; none when the decoder refuses it (its error is added to
+    `errors`): a damaged packet is skipped, as FFmpeg's own tools do."""
+    try:
+        return packet.decode()
+    except av.error.FFmpegError as err:
+        errors.append(str(err))
+        return []
 
 
 def _stream_end(container, stream) -> float:
@@ -210,17 +307,15 @@ class _VideoReader:
         self.container, self.stream, self.budget, self.name = container, stream, budget, budget.name
         self.time_base = float(stream.time_base)
         self.skip_before = _stream_end(container, stream) - _SKIP_END_MARGIN
+        self.errors: list[str] = []  # what the demuxer and decoder refused, for the error message
 
     def read(self, start: float, end: float, num_frames: int, short_side: int | None):
         """Frames (T, H, W, 3) and their times (absolute) for the window [start, end)."""
         targets = start + (np.arange(num_frames) + 0.5) * (end - start) / num_frames
-        picked, first, last = self._decode(targets, seek_to=targets[0])
-        if first is not None and first > targets[0] + _EPS and targets[0] > stream_start(self.stream):
-            # the seek landed after the window (a bad index): decode from the beginning instead
-            log.debug("%s: seek to %.3f s landed at %.3f s; decoding from the start", self.name, targets[0], first)
-            picked, first, last = self._decode(targets, seek_to=stream_start(self.stream))
+        picked, last = self._decode_from_keyframe(targets)
         if last is None:
-            raise DecodeError(f"{self.name}: no video frame decoded near {start:.3f} s")
+            why = f" ({self.errors[-1]})" if self.errors else ""
+            raise _NoFrameDecoded(f"no video frame decoded near {start:.3f} s{why}")
         picked += [(last, last.time)] * (num_frames - len(picked))  # past the end: repeat the last frame
         width, height = _output_size(picked[0][0], short_side)
         images: dict[int, np.ndarray] = {}
@@ -230,28 +325,59 @@ class _VideoReader:
         frames = np.stack([images[id(frame)] for frame, _ in picked])
         return frames, np.array([t for _, t in picked], np.float64)
 
+    def _decode_from_keyframe(self, targets: np.ndarray):
+        """Decode from a seek point early enough that the first frame decoded is not after the first
+        target (`_seek_points`); returns the picks and the last frame decoded.
+
+        Demuxers do not all land on the keyframe at or before a seek target: MPEG-TS lands on
+        whatever packet has that decoding time, and the decoder drops frames until the next
+        keyframe; a damaged index can land after the window."""
+        for seek_to in self._seek_points(float(targets[0])):
+            picked, first, last = self._decode(targets, seek_to)
+            if first is not None and first <= targets[0] + _EPS:
+                break
+            log.debug("%s: seeking to %.3f s decoded %s", self.name, seek_to,
+                      "nothing" if first is None else f"from {first:.3f} s on")
+        return picked, last
+
+    def _seek_points(self, target: float) -> Iterator[float]:
+        """`target`, then 1, 3, 7, ... s before it, and last a point before the stream's start (by a
+        margin for decoding times, which precede presentation times): decoding from the first packet."""
+        begin = stream_start(self.stream) - _START_MARGIN
+        for doubling in range(40):
+            point = target - (2 ** doubling - 1)
+            if not point > begin:
+                break
+            yield point
+        yield begin
+
     def _decode(self, targets: np.ndarray, seek_to: float):
         """Seek, decode forward and take, for each target, the first frame at or after it.
 
-        Returns the picks, the time of the first frame decoded and the last frame decoded."""
-        _seek(self.container, self.stream, seek_to)
+        Returns the picks, the time of the first frame decoded and the last frame decoded (None,
+        None when the stream cannot seek there)."""
+        picked: list[tuple[av.VideoFrame, float]] = []
+        try:
+            seek_keyframe(self.container, self.stream, seek_to)
+        except av.error.FFmpegError as err:
+            self.errors.append(f"seeking to {seek_to:.3f} s: {err}")
+            return picked, None, None
         # plain floats and a sentinel past the last target: this loop runs for every packet
         thresholds = (targets - _EPS).tolist() + [math.inf]
         wanted = len(targets)
-        picked: list[tuple[av.VideoFrame, float]] = []
         first = last = None
         decoded = 0
         context = self.stream.codec_context
         skipping = False
-        for packet in self.container.demux(self.stream):
+        for packet in _packets(self.container, self.stream, self.errors):
             self.budget.check("video", targets[0])
             if skipping != self._skippable(packet, thresholds[len(picked)]):
                 skipping = not skipping
                 context.skip_frame = "NONREF" if skipping else "DEFAULT"
-            for frame in packet.decode():
+            for frame in _decoded(packet, self.errors):
                 decoded += 1
                 if decoded > MAX_DECODED_FRAMES:
-                    raise DecodeError(f"{self.name}: more than {MAX_DECODED_FRAMES} frames decoded "
+                    raise DecodeError(f"more than {MAX_DECODED_FRAMES} frames decoded "
                                       f"for one clip near {targets[0]:.3f} s")
                 shown = frame.time
                 if shown is None:
@@ -278,15 +404,17 @@ class _VideoReader:
 
 
 def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget) -> None:
-    """Fill `out` with mono audio from `start` (absolute seconds) on, placed by timestamp."""
-    _seek(container, stream, start - AUDIO_PREROLL)
+    """Fill `out` with mono audio from `start` (absolute seconds) on, placed by timestamp; damaged
+    packets, and decoded audio the resampler refuses, leave silence."""
+    seek_keyframe(container, stream, start - AUDIO_PREROLL)
     end_time = start + len(out) / rate
     time_base = float(stream.time_base)
     runs: list[_AudioRun] = []
     finished = False
-    for packet in container.demux(stream):
+    errors: list[str] = []
+    for packet in _packets(container, stream, errors):
         budget.check("audio", start)
-        for frame in packet.decode():
+        for frame in _decoded(packet, errors):
             if frame.pts is None:
                 continue  # without a time it cannot be placed
             begin = frame.pts * time_base
@@ -301,7 +429,13 @@ def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, bud
             break
     first = round(start * rate)  # sample number of out[0] on the stream's clock
     for run in runs:
-        run.resample_into(out, first, rate)
+        try:
+            run.resample_into(out, first, rate)
+        except av.error.FFmpegError as err:  # e.g. damaged data decoded as 25 channels in no known order
+            errors.append(f"resampling {run.format}: {err}")
+    if errors:
+        log.debug("%s: audio near %.3f s: %d damaged parts left silent (%s)", budget.name, start, len(errors),
+                  errors[-1])
 
 
 class _AudioRun:

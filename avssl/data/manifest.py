@@ -4,10 +4,12 @@ A source is one of:
 
 - a **folder**: every file with a video extension (``VIDEO_EXTENSIONS``, any
   case) below it, recursively, sorted by path; hidden files and folders are
-  skipped. The folder is read as **class folders** (label = sub-folder name)
-  when every video sits directly inside a first-level sub-folder (none at the
-  top, none deeper) and there are at least two such sub-folders; otherwise the
-  entries are unlabeled.
+  skipped. Links to folders are followed, but no folder is read twice (see
+  ``scan_folder``: loops and second ways in are skipped and logged). The
+  folder is read as **class folders** (label = sub-folder name) when every
+  video sits directly inside a first-level sub-folder, linked or not (none at
+  the top, none deeper) and there are at least two such sub-folders;
+  otherwise the entries are unlabeled.
 - a **CSV manifest** (``.csv``): a header row is required; ``path`` is required
   (relative to the CSV's folder, or absolute); optional ``label``, ``labels``
   (``;``-separated, multi-label), ``start`` and ``end`` (seconds, a segment of
@@ -21,8 +23,10 @@ lists them with the other rejected files.
 from __future__ import annotations
 
 import csv
+import logging
 import os
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,6 +34,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".m
                     ".wmv", ".ts")
 MANIFEST_COLUMNS = ("path", "label", "labels", "start", "end")
 LABELS_SEPARATOR = ";"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,17 +72,119 @@ def read_source(source: str | Path | Sequence[str | Path]) -> list[ManifestEntry
     raise ValueError(f"{path} is neither a folder, a .csv manifest, nor a video file ({', '.join(VIDEO_EXTENSIONS)})")
 
 
-def _scan(root: Path) -> list[Path]:
-    """Video files below ``root`` relative to it, sorted; hidden entries skipped."""
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(folder, f).relative_to(root) for f in files if not f.startswith(".") and is_video_file(f))
-    return sorted(found)
+@dataclass
+class FolderScan:
+    """What `scan_folder` found: video files (paths relative to the folder, sorted by their parts)
+    and what it left out, as reason -> relative paths."""
+
+    files: list[str] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, reason: str, path: str) -> None:
+        self.skipped.setdefault(reason, []).append(path)
+
+
+def scan_folder(root: str | Path) -> FolderScan:
+    """The video files below `root`, recursively, each listed once; hidden entries left out.
+
+    Links to folders are followed (corpora are often assembled from links), but each real folder is
+    read once: every folder reached without a link first, then the linked ones, skipping a link to a
+    folder already read (a loop such as ``ln -s .. up``, or a second way into a folder) or to a
+    folder holding `root` (``ln -s ../.. up``); a link to a file already listed is skipped too. So
+    files keep the names under which they were first found, and a loop cannot make a class-folder
+    corpus look deeper than it is. Broken links and unreadable folders are skipped; what was skipped
+    is logged.
+    """
+    scan = _FolderWalk(root).run()
+    if scan.skipped:
+        log.warning("%s: skipped %s", root, "; ".join(f"{len(paths)} {reason} (e.g. {paths[0]})"
+                                                       for reason, paths in scan.skipped.items()))
+    return scan
+
+
+class _FolderWalk:
+    """The state of one `scan_folder`: folders still to read and the real paths already read.
+
+    Relative paths are plain strings, and only links are resolved (a file in a folder read once is
+    listed once): a corpus can hold millions of files."""
+
+    def __init__(self, root: str | Path):
+        self.base = os.path.abspath(root)
+        self.root = os.path.realpath(self.base)
+        self.scan = FolderScan()
+        self.visited = {self.root}  # real paths of the folders read (or queued)
+        self.folders: deque[tuple[str, str]] = deque([("", self.root)])  # (relative, real) paths
+        self.linked_folders: deque[str] = deque()  # relative paths, read after every plain folder
+        self.linked_files: dict[str, str] = {}  # relative path -> real path
+
+    def run(self) -> FolderScan:
+        while self.folders or self.linked_folders:
+            if self.folders:
+                self._read(*self.folders.popleft())
+                continue
+            rel = self.linked_folders.popleft()
+            real = os.path.realpath(os.path.join(self.base, rel))
+            if real in self.visited:
+                self.scan.skip("link to a folder already listed", rel)
+            elif os.path.commonpath([real, self.root]) == real:  # it holds the whole scan, and more
+                self.scan.skip("link to a folder above the one scanned", rel)
+            else:
+                self.visited.add(real)
+                self._read(rel, real)
+        self._add_linked_files()
+        self.scan.files.sort(key=lambda rel: rel.split(os.sep))
+        return self.scan
+
+    def _read(self, rel: str, real: str) -> None:
+        """List one folder: its videos, its plain sub-folders (queued) and its links (kept for later)."""
+        try:
+            with os.scandir(os.path.join(self.base, rel)) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as err:
+            self.scan.skip(f"unreadable folder ({err.strerror})", rel or ".")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = os.path.join(rel, entry.name)
+            if entry.is_symlink():
+                self._add_link(entry, path)
+            elif entry.is_dir(follow_symlinks=False):
+                self._add_folder(path, os.path.join(real, entry.name))
+            elif is_video_file(entry.name):
+                self.scan.files.append(path)
+
+    def _add_folder(self, path: str, real: str) -> None:
+        if real in self.visited:  # read already through a link that led inside it
+            self.scan.skip("folder already listed through a link", path)
+        else:
+            self.visited.add(real)
+            self.folders.append((path, real))
+
+    def _add_link(self, entry: os.DirEntry, path: str) -> None:
+        if entry.is_dir():
+            self.linked_folders.append(path)
+        elif not os.path.exists(entry.path):
+            self.scan.skip("broken link", path)
+        elif is_video_file(entry.name):
+            self.linked_files[path] = os.path.realpath(entry.path)
+
+    def _add_linked_files(self) -> None:
+        """Links to files, unless their target is listed already (found in a folder that was read,
+        or through an earlier link)."""
+        targets: set[str] = set()
+        for rel, target in self.linked_files.items():
+            name = os.path.basename(target)
+            listed = os.path.dirname(target) in self.visited and is_video_file(name) and not name.startswith(".")
+            if listed or target in targets:
+                self.scan.skip("link to a file already listed", rel)
+            else:
+                targets.add(target)
+                self.scan.files.append(rel)
 
 
 def _read_folder(root: Path) -> list[ManifestEntry]:
-    files = _scan(root)
+    files = [Path(rel) for rel in scan_folder(root).files]
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
     class_folders = all(len(f.parts) == 2 for f in files) and len({f.parts[0] for f in files}) >= 2

@@ -1,8 +1,11 @@
 """Scan video files once: duration, frame rate, streams and a validity verdict, cached on disk.
 
 `probe_file` demuxes the video stream's packets without decoding them (only the first frame is
-decoded, to prove the stream is readable) and never raises for a bad file: it returns ok=False with
-a specific reason. `probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an
+decoded, to prove the stream is readable), checks the duration against the other stream facts
+(frame count, stream start, the container's duration: a damaged clock can claim 1e11 s, which a
+sampler would cut into that many clip windows) and checks that the streams the decoder reads can
+seek. It never raises, whatever PyAV raises on a bad file: it returns ok=False with a specific
+reason. `probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an
 unchanged corpus a second time costs one stat per file.
 """
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -23,12 +27,16 @@ import av
 import av.logging
 from tqdm import tqdm
 
-from avssl.data.decode import configure_decoder, stream_start, video_stream
+from avssl.data.decode import audio_stream, configure_decoder, seek_keyframe, stream_start, video_stream
 from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: absurd durations and unseekable streams are rejected
+# Longer than this is a damaged clock, not a video.
+MAX_DURATION = 24 * 3600.0
+# Seconds per frame on average above which the clock, not the content, is what is slow.
+MAX_FRAME_INTERVAL = 60.0
 # FFmpeg error messages that mean the data stops before the container says it should.
 _TRUNCATION_HINTS = ("partial file", "ended prematurely", "truncat", "unexpected end")
 # Leading bytes of containers we know: a file that starts like one but cannot be opened is
@@ -100,6 +108,14 @@ def _looks_like_media(path: Path) -> bool:
 
 def probe_file(path: str | Path) -> VideoInfo:
     """Probe one file; never raises for a bad file (ok=False and a specific reason instead)."""
+    try:
+        return _probe_file(path)
+    except Exception as err:  # PyAV raises more than FFmpegError on damaged data; one file must not stop a scan
+        log.debug("probing %s failed", path, exc_info=True)
+        return VideoInfo(str(path), False, f"unreadable ({type(err).__name__}: {err})")
+
+
+def _probe_file(path: str | Path) -> VideoInfo:
     name = str(path)
     try:
         size = os.stat(path).st_size
@@ -124,12 +140,15 @@ def probe_file(path: str | Path) -> VideoInfo:
 
 
 def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
-    audio = container.streams.audio[0].codec_context if container.streams.audio else None
+    audio_track = audio_stream(container)
+    audio = audio_track.codec_context if audio_track else None
     base = VideoInfo(name, True, "", size_bytes=size, has_audio=audio is not None,
                      audio_rate=audio.sample_rate if audio else 0, audio_channels=audio.channels if audio else 0)
     video = video_stream(container)
     if video is None:
         return replace(base, ok=False, reason="no video stream")
+    if video.codec_context is None:  # e.g. an MP4 whose sample description box is damaged
+        return replace(base, ok=False, reason="no decoder for the video stream")
     fps = float(video.average_rate or video.guessed_rate or 0)
     start = stream_start(video)
     info = replace(base, start=start, fps=fps, width=video.codec_context.width, height=video.codec_context.height,
@@ -141,6 +160,8 @@ def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
         scan.finish()
     except av.error.FFmpegError as err:
         return replace(info, ok=False, reason=f"truncated ({_last_message(logs, err)})")
+    except IndexError:  # PyAV's answer to a packet of a stream that appears mid-file
+        return replace(info, ok=False, reason="damaged (a packet of a stream the header did not announce)")
     if scan.count == 0 and not logs:
         return replace(info, ok=False, reason="zero duration (no video packets)")
     duration = scan.duration(start)
@@ -152,9 +173,46 @@ def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
         return replace(info, ok=False, reason=f"truncated ({problem})")
     if duration <= 0:
         return replace(info, ok=False, reason="zero duration")
+    problem = _implausible_clock(container, scan, start, duration)
+    if problem:
+        return replace(info, ok=False, reason=problem)
     if scan.decode_error or not scan.decoded:
         return replace(info, ok=False, reason=f"undecodable video ({scan.decode_error or 'no frame decoded'})")
+    problem = _unseekable(container, [video, audio_track], duration)
+    if problem:
+        return replace(info, ok=False, reason=f"unseekable ({problem})")
     return info
+
+
+def _implausible_clock(container, scan: _PacketScan, start: float, duration: float) -> str:
+    """Why the stream facts contradict the video's clock ("" when they do not): a duration longer
+    than MAX_DURATION, frames MAX_FRAME_INTERVAL apart on average, a stream start far after its
+    first packets (clip times count from the start), or video packets spanning far more than the
+    container's duration (which covers every stream). A stream header's own duration is not used:
+    it can be shorter than its packets in a valid file (an MP4 with B-frames counts decoding times)."""
+    if not math.isfinite(duration) or duration > MAX_DURATION:
+        return f"absurd duration ({duration:.4g} s, more than {MAX_DURATION / 3600:g} h)"
+    if scan.count and duration / scan.count > MAX_FRAME_INTERVAL:
+        return f"absurd duration ({duration:.4g} s for {scan.count} frames)"
+    first = scan.start()
+    if first is not None and start - first > 1.0:
+        return f"inconsistent timestamps (the video starts at {start:.2f} s, its packets at {first:.2f} s)"
+    whole = container.duration / 1_000_000 if container.duration else None
+    if whole and duration > 1.5 * whole + 1.0:
+        return f"inconsistent duration (video packets span {duration:.2f} s, the container says {whole:.2f} s)"
+    return ""
+
+
+def _unseekable(container, streams: list, duration: float) -> str:
+    """Which stream cannot seek to its start or its middle, as the decoder does for every window
+    ("" when all can); e.g. an MP4 track whose sample tables are damaged has no index."""
+    for stream in filter(None, streams):
+        for seconds in (stream_start(stream), stream_start(stream) + duration / 2):
+            try:
+                seek_keyframe(container, stream, seconds)
+            except av.error.FFmpegError as err:
+                return f"{stream.type} stream: {getattr(err, 'strerror', None) or err}"
+    return ""
 
 
 class _PacketScan:
@@ -195,12 +253,16 @@ class _PacketScan:
         except av.error.FFmpegError as err:
             self.decode_error = getattr(err, "strerror", None) or str(err)
 
+    def start(self) -> float | None:
+        """Seconds of the earliest packet timestamp, None without timestamps."""
+        return None if self.first is None else float(self.first * self.stream.time_base)
+
     def duration(self, start: float) -> float | None:
         """Seconds from the stream start to the end of the last packet, None without timestamps."""
         if self.end is None:
             return None
         end = float(self.end * self.stream.time_base)
-        return max(0.0, end - min(start, float(self.first * self.stream.time_base)))
+        return max(0.0, end - min(start, self.start()))
 
 
 def _stream_duration(stream) -> float | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import io
 import math
 
+import av
 import numpy as np
 import pytest
 import torch
 
 from avssl.data import decode as decode_module
 from avssl.data.decode import DecodeError, decode_clip, decode_clips
-from avssl.data.synthetic import counter_value
+from avssl.data.synthetic import counter_frames, counter_value, write_video
 
 
 def indices(clip) -> list[int]:
@@ -56,13 +57,15 @@ def test_seeking_into_the_middle_decodes_only_from_the_keyframe_before(write_tes
     assert indices(clip) == expected_indices([k / 16 for k in range(160)], 6.3, 8.3, 8)
 
 
-def test_skipping_unreferenced_frames_changes_nothing(tmp_path, monkeypatch):
-    from avssl.data.synthetic import write_video
-
-    rng = np.random.default_rng(0)  # textured, moving content so the encoder uses B-frames
+def moving_texture(count: int) -> np.ndarray:
+    """(count, 48, 80, 3) noise sliding sideways: the encoder uses B-frames and adds no keyframes."""
+    rng = np.random.default_rng(0)
     base = rng.integers(0, 255, size=(48, 80, 3), dtype=np.uint8)
-    frames = np.stack([np.roll(base, 2 * k, axis=1) for k in range(64)])
-    path = write_video(tmp_path / "b.mp4", frames, 16)
+    return np.stack([np.roll(base, 2 * k, axis=1) for k in range(count)])
+
+
+def test_skipping_unreferenced_frames_changes_nothing(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "b.mp4", moving_texture(64), 16)
     windows = [(0.0, 2.0), (1.1, 3.1), (2.5, 4.5), (3.5, 5.0)]
     fast = decode_clips(path, windows, 8)
     monkeypatch.setattr(decode_module._VideoReader, "_skippable", lambda *args: False)
@@ -187,3 +190,70 @@ def test_time_and_frame_bounds(write_test_video, monkeypatch):
     with pytest.raises(DecodeError, match="more than 10 frames"):
         decode_clip(path, 2.0, 3.0, 4)
     assert math.isfinite(decode_clip(path, 0.0, 0.5, 4).frame_times.sum().item())
+
+
+@pytest.mark.parametrize("keyframe_interval", [250, 40])  # one keyframe; one every 2.5 s
+def test_mpeg_ts_decodes_every_window_from_the_keyframe_before(tmp_path, keyframe_interval):
+    # MPEG-TS seeks land on any packet, whose frame the decoder drops while it waits for a keyframe
+    path = write_video(tmp_path / "clip.ts", moving_texture(96), 16, keyframe_interval=keyframe_interval)
+    times = [k / 16 for k in range(96)]
+    windows = [(start, start + 0.5) for start in np.arange(0.0, 5.5, 0.5)]
+    for (start, end), clip in zip(windows, decode_clips(path, windows, 2)):
+        assert clip.frame_times.tolist() == pytest.approx([times[k] for k in expected_indices(times, start, end, 2)])
+
+
+def _packet_bytes(path, index: int) -> tuple[int, int]:
+    """(offset, size) in the file of the `index`-th video packet's data."""
+    data = path.read_bytes()
+    with av.open(str(path)) as container:
+        packet = [p for p in container.demux(video=0) if p.size][index]
+        return data.index(bytes(packet), packet.pos), packet.size
+
+
+def test_a_damaged_packet_is_skipped(tmp_path):
+    path = write_video(tmp_path / "clip.mkv", counter_frames(48, 48, 64), 16, keyframe_interval=8)
+    offset, size = _packet_bytes(path, 20)
+    data = bytearray(path.read_bytes())
+    data[offset:offset + size] = bytes(size)
+    path.write_bytes(bytes(data))
+    clip = decode_clip(path, 1.0, 2.0, 8)  # frame 20 is at 1.25 s
+    assert clip.frames.shape[0] == 8
+    assert indices(clip)[2:] == expected_indices([k / 16 for k in range(48)], 1.0, 2.0, 8)[2:]
+
+
+def test_a_decoder_confused_by_damaged_data_is_replaced(write_test_video):
+    # In MPEG-4 part 2 every keyframe repeats the stream's header: one flipped bit in it gives the
+    # decoder another frame size, after which it refuses every packet, even after a seek.
+    path = write_test_video("clip.avi", duration=3.0, fps=16)
+    offset, size = _packet_bytes(path, 29)
+    data = bytearray(path.read_bytes())
+    header = data.index(b"\x00\x00\x01\x20", offset, offset + size)  # video object layer start code
+    data[header + 9] ^= 0xFB
+    path.write_bytes(bytes(data))
+    refused = []
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            try:
+                packet.decode()
+            except av.error.InvalidDataError:
+                refused.append(packet.pts)
+    assert refused == list(range(30, 48))  # what the damage does to a decoder that reads on
+    first, second = decode_clips(path, [(1.0, 2.0), (2.0, 3.0)], 4)
+    times = [k / 16 for k in range(48)]
+    assert indices(first)[:3] == expected_indices(times, 1.0, 2.0, 4)[:3]
+    assert indices(second) == expected_indices(times, 2.0, 3.0, 4)
+
+
+def test_every_failure_is_a_decode_error(write_test_video, monkeypatch):
+    path = write_test_video()
+    no_decoder = path.with_name("no_decoder.mp4")
+    no_decoder.write_bytes(path.read_bytes().replace(b"stbl", b"xtbl", 1))  # the video track's sample tables
+    with pytest.raises(DecodeError, match="no_decoder.mp4: no decoder for the video stream"):
+        decode_clip(no_decoder, 0.0, 1.0, 4)
+
+    def explode(*args):
+        raise ValueError("odd frame")
+
+    monkeypatch.setattr(decode_module._VideoReader, "read", explode)
+    with pytest.raises(DecodeError, match="clip.mp4: ValueError: odd frame"):
+        decode_clip(path, 0.0, 1.0, 4)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from avssl.data.manifest import ManifestEntry, read_source, write_manifest
+from avssl.data.corpora.common import VideoIndex
+from avssl.data.manifest import ManifestEntry, read_source, scan_folder, write_manifest
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -107,3 +108,46 @@ def test_write_manifest_only_used_columns_and_bad_labels(tmp_path):
     assert (tmp_path / "m.csv").read_text().splitlines() == ["path", "a.mp4"]
     with pytest.raises(ValueError, match="may not contain ';'"):
         write_manifest([ManifestEntry("a.mp4", labels=("a;b",))], tmp_path / "bad.csv")
+
+
+def test_links_back_up_the_tree_are_skipped_and_labels_kept(tmp_path, caplog):
+    _touch(tmp_path, "dog/1.mp4", "dog/2.mp4", "cat/1.mp4")
+    os.symlink("..", tmp_path / "dog" / "up")  # without a visited set: each file listed dozens of times
+    os.symlink("../..", tmp_path / "cat" / "way_up")  # two loops made os.walk run for minutes
+    with caplog.at_level("WARNING", logger="avssl.data.manifest"):
+        entries = read_source(tmp_path)
+    assert [(Path(e.path).relative_to(tmp_path).as_posix(), e.label) for e in entries] == [
+        ("cat/1.mp4", "cat"), ("dog/1.mp4", "dog"), ("dog/2.mp4", "dog")]
+    assert "1 link to a folder already listed (e.g. dog/up)" in caplog.text
+    assert "1 link to a folder above the one scanned (e.g. cat/way_up)" in caplog.text
+
+
+def test_linked_class_folders_are_class_folders(tmp_path):
+    _touch(tmp_path, "corpus/dog/1.mp4", "elsewhere/cats/1.mp4", "elsewhere/cats/2.mp4")
+    os.symlink(tmp_path / "elsewhere" / "cats", tmp_path / "corpus" / "cat")
+    entries = read_source(tmp_path / "corpus")
+    assert [(Path(e.path).relative_to(tmp_path / "corpus").as_posix(), e.label) for e in entries] == [
+        ("cat/1.mp4", "cat"), ("cat/2.mp4", "cat"), ("dog/1.mp4", "dog")]
+
+
+def test_each_file_is_listed_once_under_its_own_name(tmp_path):
+    root = tmp_path / "tree"
+    _touch(root, "a/1.mp4", "b/2.mp4", "z/3.mp4")
+    _touch(tmp_path, "outside/4.mp4")
+    os.symlink(root / "z", root / "a" / "also_z")  # a second way into z, met before z itself
+    os.symlink(root / "b" / "2.mp4", root / "a" / "two.mp4")
+    os.symlink(tmp_path / "outside" / "4.mp4", root / "b" / "four.mp4")
+    os.symlink(tmp_path / "outside" / "4.mp4", root / "b" / "vier.mp4")
+    os.symlink(tmp_path / "nowhere.mp4", root / "a" / "gone.mp4")
+    scan = scan_folder(root)
+    assert scan.files == ["a/1.mp4", "b/2.mp4", "b/four.mp4", "z/3.mp4"]
+    assert scan.skipped == {"link to a folder already listed": ["a/also_z"], "broken link": ["a/gone.mp4"],
+                            "link to a file already listed": ["a/two.mp4", "b/vier.mp4"]}
+
+
+def test_corpus_converters_scan_folders_the_same_way(tmp_path):
+    _touch(tmp_path, "train/a/v1.mp4", "train/b/v2.mp4")
+    os.symlink(tmp_path / "train", tmp_path / "train" / "a" / "loop")
+    os.symlink(tmp_path / "train" / "b", tmp_path / "train" / "b_again")
+    index = VideoIndex(tmp_path)
+    assert index.by_stem == {"v1": [str(tmp_path / "train/a/v1.mp4")], "v2": [str(tmp_path / "train/b/v2.mp4")]}

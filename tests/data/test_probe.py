@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 
 import av
 import numpy as np
 import pytest
 
+from avssl.cli import main
 from avssl.data import probe as probe_module
+from avssl.data.datasets import ClipDataset
 from avssl.data.probe import VideoInfo, default_cache_path, probe, probe_file, summarize
 from avssl.data.synthetic import counter_frames, write_video
 
@@ -178,3 +181,78 @@ def test_same_breakage_twice_gets_the_same_specific_reason(tmp_path):
         (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
         reasons.append(probe_file(tmp_path / name).reason)
     assert reasons[0] == reasons[1] == "truncated (moov atom not found)"
+
+
+def without_video_decoder(path):
+    """The MP4 at `path` with its first sample table box renamed: the video stream has no codec."""
+    data = path.read_bytes()
+    damaged = path.with_name(f"no_decoder{path.suffix}")
+    damaged.write_bytes(data.replace(b"stbl", b"xtbl", 1))
+    return damaged
+
+
+def test_a_video_stream_without_a_decoder_is_rejected(write_test_video):
+    info = probe_file(without_video_decoder(write_test_video()))
+    assert not info.ok and info.reason == "no decoder for the video stream"
+
+
+def test_any_error_becomes_a_reason(write_test_video, monkeypatch):
+    def explode(*args):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(probe_module, "_probe_container", explode)
+    info = probe_file(write_test_video())
+    assert not info.ok and info.reason == "unreadable (ZeroDivisionError: float division by zero)"
+
+
+def test_a_stream_that_cannot_seek_is_rejected(write_test_video):
+    path = write_test_video()
+    data = path.read_bytes()
+    sizes = data.rindex(b"stsz")  # the audio track's sample sizes (the index sits at the end, audio last)
+    path.write_bytes(data[:sizes] + b"xxxx" + data[sizes + 4:])
+    info = probe_file(path)
+    assert not info.ok and info.reason == "unseekable (audio stream: Operation not permitted)"
+
+
+def test_a_container_shorter_than_its_video_is_inconsistent(write_test_video):
+    path = write_test_video("clip.mkv", duration=3.0)
+    data = bytearray(path.read_bytes())
+    duration = data.index(b"\x44\x89\x88")  # Matroska's segment Duration: an 8-byte float, in ms
+    struct.pack_into(">d", data, duration + 3, 500.0)
+    path.write_bytes(bytes(data))
+    info = probe_file(path)
+    assert info.reason == "inconsistent duration (video packets span 3.00 s, the container says 0.50 s)"
+
+
+def test_a_stream_starting_after_its_packets_is_inconsistent(tmp_path):
+    path = tmp_path / "late_start.ts"
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        packets = [p for k, image in enumerate(counter_frames(32, 48, 64))
+                   for p in stream.encode(_frame(image, k))] + stream.encode(None)
+        packets[0].pts += round(7 / packets[0].time_base)  # one damaged time stamp, where FFmpeg reads the start
+        for packet in packets:
+            container.mux(packet)
+    info = probe_file(path)
+    assert not info.ok and info.reason.startswith("inconsistent timestamps (the video starts at 7.")
+
+
+def _frame(image, index: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    frame.pts = index
+    return frame
+
+
+def test_damaged_files_are_reported_and_the_scan_goes_on(tmp_path, write_test_video, capsys, monkeypatch):
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("a/1.mp4", "a/2.mp4", "b/1.mp4", "b/2.mp4"):
+        write_test_video(f"corpus/{name}")
+    broken = without_video_decoder(tmp_path / "corpus" / "b" / "2.mp4")
+    assert main(["probe", str(tmp_path / "corpus")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[4].startswith("BAD") and out[4].endswith(f"{broken}  no decoder for the video stream")
+    assert out[-1].startswith("4 ok, 1 bad (no decoder for the video stream: 1)")
+    dataset = ClipDataset(tmp_path / "corpus", clip_duration=1.0, num_frames=2, frame_size=32)
+    assert dataset.num_videos == 4 and dataset.classes == ["a", "b"]
+    assert [(info.path, info.reason) for info in dataset.rejected] == [(str(broken), "no decoder for the video stream")]

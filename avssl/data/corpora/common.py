@@ -17,7 +17,7 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avssl.data.manifest import ManifestEntry, is_video_file, write_manifest
+from avssl.data.manifest import ManifestEntry, scan_folder, write_manifest
 from avssl.data.probe import VideoInfo, probe
 
 log = logging.getLogger(__name__)
@@ -181,23 +181,14 @@ def clip_name(youtube_id: str, start: float, end: float | None = None) -> str:
 
 
 def _scan(root: Path) -> list[str]:
-    """Absolute paths of the video files under `root`, recursively, following folder links once.
+    """Absolute paths of the video files under `root` (`scan_folder`: each once, links to folders
+    followed without loops, what was skipped logged).
 
     Hidden files (e.g. macOS `._name.mp4` companions) and non-video suffixes (e.g. `.part`
-    leftovers of interrupted downloads) are not videos and are left out. Plain strings, not
-    Paths: a corpus can hold millions of files.
+    leftovers of interrupted downloads) are not videos and are left out.
     """
-    found: list[str] = []
-    seen: set[str] = set()
-    for folder, dirs, files in os.walk(os.path.abspath(root), followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:  # a link back up the tree
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(folder, f) for f in sorted(files) if is_video_file(f) and not f.startswith("."))
-    return found
+    base = os.path.abspath(root)
+    return [os.path.join(base, rel) for rel in scan_folder(base).files]
 
 
 def _readings(stem: str, youtube_ids: Container[str]) -> Iterator[tuple[str, str, bool]]:
