@@ -1,0 +1,91 @@
+"""What the training loop needs from its DataLoader: an RNG of its own, seeded from (seed, epoch),
+and workers that leave stop signals to the main process without outliving it."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from avssl.data.loader import build_loader
+
+
+class _Items(Dataset):
+    """Items saying which process made them and with which torch seed, a little slowly."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> dict:
+        time.sleep(0.02)
+        return {"index": torch.tensor(index), "pid": os.getpid(), "seed": torch.initial_seed()}
+
+
+class _Stuck(Dataset):
+    """A decoder that hangs for good, after writing its process id to `pid_file`."""
+
+    def __init__(self, pid_file: Path) -> None:
+        self.pid_file = pid_file
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict:
+        self.pid_file.write_text(str(os.getpid()))
+        time.sleep(3600)
+        return {}
+
+
+def _worker_seeds(loader, epoch: int) -> set[int]:
+    loader.set_epoch(epoch)
+    return {seed for batch in loader for seed in batch["seed"]}
+
+
+def test_iterating_leaves_the_global_rng_alone_and_seeds_workers_from_seed_and_epoch():
+    loader = build_loader(_Items(), batch_size=4, num_workers=1, shuffle=False, seed=3)
+    state = torch.get_rng_state()
+    first = _worker_seeds(loader, 0)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(123)  # whatever the training loop did in between
+    assert _worker_seeds(loader, 0) == first
+    assert _worker_seeds(loader, 1) != first
+
+
+def _send(signum: int, pid: int) -> None:
+    """Signal `pid` from another process, as a job scheduler or a terminal does."""
+    subprocess.run([sys.executable, "-c", f"import os; os.kill({pid}, {int(signum)})"], check=True)
+
+
+def test_workers_ignore_stop_signals_sent_by_others():
+    loader = build_loader(_Items(), batch_size=2, num_workers=1, shuffle=False, drop_last=False)
+    batches = iter(loader)
+    first = next(batches)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        _send(signum, first["pid"][0])
+    rest = list(batches)  # before: "DataLoader worker (pid ...) is killed by signal: Terminated"
+    assert torch.cat([first["index"], *(b["index"] for b in rest)]).tolist() == list(range(8))
+
+
+def test_a_hung_worker_still_ends_when_the_loader_shuts_it_down(tmp_path):
+    # torch stops a worker that does not answer with SIGTERM from the main process: that one counts
+    pid_file = tmp_path / "pid"
+    batches = iter(build_loader(_Stuck(pid_file), batch_size=1, num_workers=1, shuffle=False, timeout=1))
+    with pytest.raises(RuntimeError, match="timed out"):
+        next(batches)
+    pid = int(pid_file.read_text())
+    batches._shutdown_workers()  # what leaving an epoch does (and the iterator's collection)
+    deadline = time.monotonic() + 10
+    try:
+        while pid in {p.pid for p in multiprocessing.active_children()}:
+            assert time.monotonic() < deadline, "the hung worker outlived its shutdown"
+            time.sleep(0.1)
+    finally:
+        if pid in {p.pid for p in multiprocessing.active_children()}:
+            os.kill(pid, signal.SIGKILL)  # or the test process would wait for it at exit
