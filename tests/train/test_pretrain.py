@@ -20,7 +20,7 @@ from avssl.cli import main
 from avssl.config import load_config
 from avssl.train import checkpoint as checkpoint_module
 from avssl.train import pretrain as pretrain_module
-from avssl.train.checkpoint import resolve_checkpoint
+from avssl.train.checkpoint import Position, resolve_checkpoint
 from avssl.train.observe import read_metrics
 from avssl.train.pretrain import PretrainConfig, run_pretrain
 from avssl.train.trainer import NonFiniteLossError
@@ -121,6 +121,24 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(synthetic_corpus, st
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
     assert_same_rows(tmp_path / "b", straight_run)
+
+
+def test_a_signal_during_validation_stops_at_the_epoch_boundary(synthetic_corpus, tmp_path, monkeypatch):
+    original = pretrain_module.make_validator
+
+    def signalling_validator(loader):
+        evaluate = original(loader)
+
+        def run(model):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return evaluate(model)
+        return run
+
+    monkeypatch.setattr(pretrain_module, "make_validator", signalling_validator)
+    result = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", *RESUMABLE))
+    assert result.status == "interrupted" and result.position == Position(step=3, epoch=1, batch_in_epoch=0)
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "train")][-1] == 3  # no step of epoch 1
+    assert resolve_checkpoint(tmp_path / "run").name == "step_0000003"
 
 
 class _Crash(RuntimeError):
