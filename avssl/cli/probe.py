@@ -14,7 +14,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="scan videos: duration, frame rate, size, codecs, audio, and why a file is unusable",
         description="Scan each video once (demux, no full decode) and print one line per file: status, "
         "duration, frame rate, size, video codec, audio rate and channels, and for a bad file the reason "
-        "(missing, zero-byte, not a media file, no video stream, truncated, zero duration, undecodable). "
+        "(missing, zero-byte, not a media file, no video stream, no decoder for it, truncated, zero, absurd or "
+        "inconsistent duration, undecodable, unseekable). Folders are searched once each: links that loop or "
+        "lead to a folder already listed are skipped and logged. "
         "Results are cached by path, size and mtime ($AVSSL_CACHE_DIR or ~/.cache/avssl/probe.json), so "
         "a second scan is near-instant. Example: avssl probe videos/ data/train.csv --json probe.json",
     )

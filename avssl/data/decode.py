@@ -300,6 +300,15 @@ def _output_size(frame: av.VideoFrame, short_side: int | None) -> tuple[int, int
     return max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
 
 
+def _to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 RGB; a colour space the converter refuses (a damaged header can
+    name a reserved one) is taken as BT.601, the converter's default for an unspecified one."""
+    try:
+        return frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
+    except av.error.FFmpegError:
+        return frame.to_ndarray(format="rgb24", width=width, height=height, threads=1, src_colorspace="ITU601")
+
+
 class _VideoReader:
     """Picks frames by timestamp from one seek-and-decode pass over a window."""
 
@@ -321,7 +330,7 @@ class _VideoReader:
         images: dict[int, np.ndarray] = {}
         for frame, _ in picked:
             if id(frame) not in images:
-                images[id(frame)] = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
+                images[id(frame)] = _to_rgb(frame, width, height)
         frames = np.stack([images[id(frame)] for frame, _ in picked])
         return frames, np.array([t for _, t in picked], np.float64)
 

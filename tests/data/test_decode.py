@@ -257,3 +257,19 @@ def test_every_failure_is_a_decode_error(write_test_video, monkeypatch):
     monkeypatch.setattr(decode_module._VideoReader, "read", explode)
     with pytest.raises(DecodeError, match="clip.mp4: ValueError: odd frame"):
         decode_clip(path, 0.0, 1.0, 4)
+
+
+def test_a_frame_in_a_reserved_colour_space_is_converted_as_bt601(write_test_video, monkeypatch):
+    path = write_test_video()
+    plain = decode_clip(path, 0.0, 1.0, 4)
+    decoded = decode_module._decoded
+
+    def reserved_colour_space(packet, errors):
+        frames = decoded(packet, errors)
+        for frame in frames:
+            if isinstance(frame, av.VideoFrame):
+                frame.colorspace = 3  # reserved: what a damaged VP9 header gave, and the converter refuses
+        return frames
+
+    monkeypatch.setattr(decode_module, "_decoded", reserved_colour_space)
+    assert torch.equal(decode_clip(path, 0.0, 1.0, 4).frames, plain.frames)
