@@ -100,19 +100,21 @@ def _read_index(directory: Path) -> dict[str, Any]:
     return index if isinstance(index, dict) else {}
 
 
-def _sha256(path: Path) -> str:
-    """The file's sha256; the file is synced to disk on the way, so a rename never exposes unwritten data."""
+def _sha256(path: Path, *, sync: bool = False) -> str:
+    """The file's sha256; with `sync`, the file is also flushed to disk (before a save renames its
+    folder into place, so that a crash of the machine never exposes unwritten data)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
     return digest.hexdigest()
 
 
 def write_checksums(folder: Path) -> Path:
-    """Record the size and sha256 of every file in `folder` in its `checksums.json`."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    """Record the size and sha256 of every file in `folder` in its `checksums.json`, syncing each."""
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p, sync=True)}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUM_FILE}
     return write_json_atomic(folder / CHECKSUM_FILE, {"algorithm": "sha256", "files": files}, indent=2)
 
