@@ -256,9 +256,10 @@ def check_file(path: str | Path, exact: bool = False) -> dict:
         return {"outcome": "undecodable", "detail": str(err)}
     except Exception:  # the decoder may raise DecodeError only
         return {"outcome": "crash", "detail": f"decode_clips raised: {traceback.format_exc(limit=3)}"}
+    tolerance = 1 / info.fps + 1e-3 if info.fps > 0 else width
     for (start, end), clip in zip(windows, clips if exact else []):
         targets = start + (np.arange(4) + 0.5) * (end - start) / 4
-        if np.abs(clip.frame_times.numpy() - targets).max() > 1 / info.fps + 1e-3:
+        if np.abs(clip.frame_times.numpy() - targets).max() > tolerance:
             return {"outcome": "undecodable", "detail": f"frames at {clip.frame_times.tolist()} for {targets.tolist()}"}
     return {"outcome": "accepted", "detail": f"{info.duration:.2f} s"}
 
@@ -284,7 +285,8 @@ class _Worker:
         if self.process is None:
             self.process = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            self._wait(timeout=120.0)  # the child says "ready" once avssl is imported
+            if (self._wait(timeout=120.0) or {}).get("outcome") != "ready":  # said once avssl is imported
+                raise RuntimeError("the fuzz worker process did not start")
         self.process.stdin.write(json.dumps({"path": str(case.path), "exact": case.kind == VALID}) + "\n")
         self.process.stdin.flush()
         answer = self._wait(timeout)

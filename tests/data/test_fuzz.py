@@ -54,6 +54,16 @@ def test_an_absurd_video_clock_is_rejected(bases, tmp_path, name, seed):
     assert not info.ok and info.reason.startswith("absurd duration ("), info
 
 
+def test_a_file_without_an_answer_in_time_counts_as_a_hang_and_the_worker_is_replaced(bases, tmp_path):
+    first, second = fuzz.make_cases(bases, tmp_path, 2, seed=0)
+    worker = fuzz._Worker()
+    try:
+        assert worker.check(first, timeout=0.0)["outcome"] == "hang"
+        assert worker.check(second, timeout=20.0)["outcome"] in ("accepted", "rejected")
+    finally:
+        worker.close()
+
+
 def test_the_benchmark_judges_outcomes_as_documented():
     assert fuzz.judge(fuzz.VALID, "rejected") == "wrongly rejected"
     assert fuzz.judge(fuzz.REJECT, "accepted") == "wrongly accepted"
