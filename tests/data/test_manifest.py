@@ -145,6 +145,16 @@ def test_each_file_is_listed_once_under_its_own_name(tmp_path):
                             "link to a file already listed": ["a/two.mp4", "b/vier.mp4"]}
 
 
+def test_a_folder_met_again_inside_a_linked_folder_is_read_once(tmp_path):
+    _touch(tmp_path, "store/part/1.mp4", "store/2.mp4")
+    (tmp_path / "tree").mkdir()
+    os.symlink(tmp_path / "store" / "part", tmp_path / "tree" / "a")  # read first, by name
+    os.symlink(tmp_path / "store", tmp_path / "tree" / "b")  # holds part/ again
+    scan = scan_folder(tmp_path / "tree")
+    assert scan.files == ["a/1.mp4", "b/2.mp4"]
+    assert scan.skipped == {"folder already listed through a link": ["b/part"]}
+
+
 def test_corpus_converters_scan_folders_the_same_way(tmp_path):
     _touch(tmp_path, "train/a/v1.mp4", "train/b/v2.mp4")
     os.symlink(tmp_path / "train", tmp_path / "train" / "a" / "loop")
