@@ -12,6 +12,11 @@ frame. One pretraining step:
 4. the per-stream outputs of the masked forward are mean-pooled (as CAV-MAE does: no second,
    unmasked pass), projected (`video_proj`, `audio_proj`) to `proj_dim` and L2-normalised for InfoNCE.
 
+Options for data where the shared event is small and brief (`ModelConfig`): `contrastive_view="full"`
+takes the embeddings from a second pass over the whole clip, `time_bins` adds when-in-the-clip to
+what the projection sees, `input_norm="clip"` removes each clip's still part from both inputs (also
+from the MAE targets), `proj_norm="batch"` standardises the projection input over the batch.
+
 loss = mae_weight * (loss_mae_video + loss_mae_audio) + contrastive_weight * loss_contrastive.
 """
 from __future__ import annotations
@@ -41,7 +46,8 @@ CONFIG_FILE = "config.json"
 def _proj_norm(config: ModelConfig) -> nn.Module:
     """What precedes a projection: nothing, or a per-feature batch standardisation (MoCo v3's BN heads),
     which removes the component every clip shares so that InfoNCE sees how clips differ from the start."""
-    return nn.BatchNorm1d(config.embed_dim, affine=False) if config.proj_norm == "batch" else nn.Identity()
+    width = config.embed_dim * (1 + config.time_bins)
+    return nn.BatchNorm1d(width, affine=False) if config.proj_norm == "batch" else nn.Identity()
 
 
 class AVModel(nn.Module):
@@ -61,8 +67,8 @@ class AVModel(nn.Module):
         self.decoder = MAEDecoder(config)
         self.video_proj_norm = _proj_norm(config)
         self.audio_proj_norm = _proj_norm(config)
-        self.video_proj = nn.Linear(dim, config.proj_dim)
-        self.audio_proj = nn.Linear(dim, config.proj_dim)
+        self.video_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
+        self.audio_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
         self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature)
         self.grad_checkpointing = False
         for module in (self.joint_blocks, self.joint_norm, self.video_proj, self.audio_proj):
@@ -101,9 +107,16 @@ class AVModel(nn.Module):
         return self.joint_norm(x)
 
     def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
-        """Pooled features (B, D) of "video" or "audio" -> (B, proj_dim) L2-normalised embeddings."""
+        """Pooled features (B, D * (1 + time_bins), `_Encoder.pool`) of "video" or "audio" -> (B, proj_dim)
+        L2-normalised embeddings."""
         norm, proj = getattr(self, f"{modality}_proj_norm"), getattr(self, f"{modality}_proj")
         return F.normalize(proj(norm(pooled)).float(), dim=-1)
+
+    def _embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """A whole (unmasked) input of one modality -> (B, proj_dim) L2-normalised embeddings."""
+        encoder = self.video_encoder if modality == "video" else self.audio_encoder
+        tokens = encoder.forward_tokens(x, joint_blocks=self.joint_blocks)
+        return self.project(encoder.pool(tokens, encoder.grid_of(x), self.config.time_bins), modality)
 
     # ---- public API -----------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor | None = None, *,
@@ -115,9 +128,11 @@ class AVModel(nn.Module):
         contrastive loss, and their video does not attend to their audio.
         generator: masking RNG (default: torch's global RNG).
         Returns loss, loss_mae_video, loss_mae_audio, loss_contrastive (scalars) and video_emb,
-        audio_emb (B, proj_dim), L2-normalised, from the masked forward.
+        audio_emb (B, proj_dim), L2-normalised, from the masked forward (or, with contrastive_view
+        "full", from a second pass over the whole clip).
         """
         cfg = self.config
+        video, audio = self.video_encoder.normalize_input(video), self.audio_encoder.normalize_input(audio)
         video_grid = self.video_encoder.grid_of(video)
         audio_grid = self.audio_encoder.grid_of(audio)
         video_mask, audio_mask = self._mask(video.shape[0], video_grid, audio_grid, video.device, generator)
@@ -136,8 +151,11 @@ class AVModel(nn.Module):
         loss_audio = mae_loss(pred_audio, audio_patches(audio, cfg.audio_patch), audio_mask.mask, cfg.norm_pix_loss,
                               weights=valid)
 
-        video_emb = self.project(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
-        audio_emb = self.project(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")
+        if cfg.contrastive_view == "full":
+            video_emb, audio_emb = self._embed(video, "video"), self._embed(audio, "audio")
+        else:
+            video_emb = self.project(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
+            audio_emb = self.project(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")
         loss_contrastive = self.contrastive(video_emb, audio_emb, valid)
         return {
             "loss": cfg.mae_weight * (loss_video + loss_audio) + cfg.contrastive_weight * loss_contrastive,
@@ -150,20 +168,22 @@ class AVModel(nn.Module):
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, proj_dim) L2-normalised embeddings of whole (unmasked) clips."""
-        return self.project(self.video_encoder(video, joint_blocks=self.joint_blocks), "video")
+        return self._embed(video, "video")
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, F, M) log-mel -> (B, proj_dim) L2-normalised embeddings (unmasked)."""
-        return self.project(self.audio_encoder(audio, joint_blocks=self.joint_blocks), "audio")
+        return self._embed(audio, "audio")
 
     def features_and_embeddings(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both modalities of whole (unmasked) clips in one encoder pass each: "video", "audio" (B, D)
         pooled features before the projections (as `forward_features`) and "video_emb", "audio_emb"
         (B, proj_dim), the same L2-normalised embeddings as `embed_video` / `embed_audio`."""
         out: dict[str, torch.Tensor] = {}
-        for name, x in (("video", video), ("audio", audio)):
-            out[name] = self.forward_features(**{name: x})[name]
-            out[f"{name}_emb"] = self.project(out[name], name)
+        for name, x, encoder in (("video", video, self.video_encoder), ("audio", audio, self.audio_encoder)):
+            features = self.forward_features(**{name: x})
+            out[name] = features[name]
+            pooled = encoder.pool(features[f"{name}_tokens"], encoder.grid_of(x), self.config.time_bins)
+            out[f"{name}_emb"] = self.project(pooled, name)
         return out
 
     def forward_features(self, video: torch.Tensor | None = None,

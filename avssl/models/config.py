@@ -22,6 +22,8 @@ _CHOICES = {
     "video_masking": ("tube", "random"),
     "audio_masking": ("random", "time", "freq", "time_freq"),
     "proj_norm": ("none", "batch"),
+    "input_norm": ("global", "clip"),
+    "contrastive_view": ("masked", "full"),
 }
 
 
@@ -55,12 +57,22 @@ class ModelConfig:
     # standardises each pooled feature over the batch first (running statistics at evaluation)
     proj_dim: int = 64
     proj_norm: Literal["none", "batch"] = "none"
+    # what the projection sees: the mean of all tokens, plus (time_bins > 0) the means of that many
+    # equal stretches of the clip's time axis, so an embedding can say *when* something happens
+    time_bins: int = 0
+    # "clip": each clip's mean over time is removed from its normalised input, per pixel (video) and
+    # per mel bin (audio), so what stays still through the clip (a static background, a stationary
+    # noise bed, a channel's colouring) does not reach the encoders and what changes does
+    input_norm: Literal["global", "clip"] = "global"
     # pretraining objective
     video_mask_ratio: float = 0.75
     audio_mask_ratio: float = 0.75
     video_masking: Literal["tube", "random"] = "tube"
     audio_masking: Literal["random", "time", "freq", "time_freq"] = "random"
     norm_pix_loss: bool = True
+    # contrastive embeddings from the masked forward (CAV-MAE, no extra cost) or from a second pass
+    # over the whole clip ("full"), which sees every token: a small object is never masked out
+    contrastive_view: Literal["masked", "full"] = "masked"
     mae_weight: float = 1.0  # CAV-MAE's mae_loss_weight: multiplies both reconstruction terms
     contrastive_weight: float = 0.1
     temperature: float = 0.05
@@ -99,6 +111,9 @@ class ModelConfig:
              "mask ratios must be in [0, 1)"),
             (self.temperature > 0, "temperature must be positive"),
             (min(self.depth, self.joint_depth, self.decoder_depth) >= 0, "depths must be >= 0"),
+            (self.time_bins >= 0, "time_bins must be >= 0"),
+            (self.time_bins == 0 or self.contrastive_view == "full",
+             "time_bins > 0 needs contrastive_view='full' (time stretches of the whole clip)"),
         ]
         for ok, message in checks:
             if not ok:

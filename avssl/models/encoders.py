@@ -16,6 +16,7 @@ import abc
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avssl.masking import gather_tokens
@@ -47,6 +48,7 @@ class _Encoder(nn.Module, abc.ABC):
             Block(dim, config.num_heads, config.mlp_ratio, rate, config.norm_eps) for rate in rates
         )
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
+        self.input_norm = config.input_norm
         self.grad_checkpointing = False
         self.apply(init_weights)
         weight = self.patch_embed.proj.weight.data  # like a Linear on the flattened patch (MAE)
@@ -57,8 +59,14 @@ class _Encoder(nn.Module, abc.ABC):
     def grid_of(self, x: torch.Tensor) -> tuple[int, ...]:
         """Token grid of an input batch."""
 
+    def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input the encoder sees: as given, or (input_norm "clip") less its mean over time (dim 1 of
+        both a clip and a spectrogram). Idempotent, so MAE targets can be taken from its output."""
+        return x - x.mean(dim=1, keepdim=True) if self.input_norm == "clip" else x
+
     def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Input -> (B, N or K, D) tokens with positions and modality added, only `ids_keep` (B, K) if given."""
+        x = self.normalize_input(x)
         tokens = self.patch_embed(x) + self.pos_embed(self.grid_of(x)).to(x.dtype) + self.modality_embed
         return tokens if ids_keep is None else gather_tokens(tokens, ids_keep)
 
@@ -81,6 +89,19 @@ class _Encoder(nn.Module, abc.ABC):
         """Mean-pooled features (B, D)."""
         return self.forward_tokens(x, ids_keep, joint_blocks).mean(dim=1)
 
+    @abc.abstractmethod
+    def time_series(self, tokens: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        """All tokens (B, N, D) of an input with token grid `grid` -> (B, time steps, D) means per step."""
+
+    def pool(self, tokens: torch.Tensor, grid: tuple[int, ...], time_bins: int = 0) -> torch.Tensor:
+        """All tokens (B, N, D) -> (B, D * (1 + time_bins)): their mean, then (time_bins > 0) the means
+        of `time_bins` equal stretches of the time axis, earliest first."""
+        pooled = tokens.mean(dim=1)
+        if time_bins == 0:
+            return pooled
+        series = self.time_series(tokens, grid).transpose(1, 2)  # (B, D, steps)
+        return torch.cat([pooled, F.adaptive_avg_pool1d(series, time_bins).flatten(1)], dim=1)
+
 
 class VideoEncoder(_Encoder):
     """ViT over tubelets of a clip (B, T, 3, H, W); any T, H, W that are tubelet multiples."""
@@ -93,6 +114,10 @@ class VideoEncoder(_Encoder):
 
     def grid_of(self, x: torch.Tensor) -> tuple[int, int, int]:
         return video_grid(x.shape, self.tubelet)
+
+    def time_series(self, tokens: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        steps, height, width = grid  # tokens in (time, row, column) order
+        return tokens.unflatten(1, (steps, height * width)).mean(dim=2)
 
 
 class AudioEncoder(_Encoder):
@@ -107,3 +132,7 @@ class AudioEncoder(_Encoder):
 
     def grid_of(self, x: torch.Tensor) -> tuple[int, int]:
         return audio_grid(x.shape, self.patch)
+
+    def time_series(self, tokens: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        bands, steps = grid  # tokens in (frequency, time) order
+        return tokens.unflatten(1, (bands, steps)).mean(dim=1)

@@ -133,3 +133,48 @@ def test_batch_projection_norm_spreads_identical_features_apart_only_by_their_di
     assert float((plain @ plain.T).min()) > 0.99
     assert float((normed @ normed.T).fill_diagonal_(0).max()) < 0.9
     assert model.audio_proj_norm.running_mean.abs().sum() > 0  # statistics kept for evaluation
+
+
+def test_clip_input_norm_makes_encoders_blind_to_what_stays_still():
+    torch.manual_seed(0)
+    model = create_model("tiny", input_norm="clip").eval()
+    video, audio = _batch(batch=2)
+    still_video = torch.randn(2, 1, 3, 64, 64)  # a static background, the same in every frame
+    still_audio = torch.randn(2, 1, 128)        # a stationary noise colour, the same in every frame
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed_video(video + still_video), model.embed_video(video))
+        torch.testing.assert_close(model.embed_audio(audio + still_audio), model.embed_audio(audio))
+        plain = create_model("tiny").eval()
+        assert not torch.allclose(plain.embed_video(video + still_video), plain.embed_video(video), atol=1e-3)
+
+
+def test_time_bins_make_embeddings_depend_on_when_an_event_happens():
+    torch.manual_seed(0)
+    audio = torch.zeros(2, 208, 128)
+    audio[0, 16:48] = 3.0    # the same burst, early in one clip ...
+    audio[1, 160:192] = 3.0  # ... and late in the other
+    cosine = {}
+    for bins in (0, 4):
+        torch.manual_seed(0)
+        model = create_model("tiny", time_bins=bins, contrastive_view="full").eval()
+        with torch.no_grad():
+            emb = model.embed_audio(audio)
+        cosine[bins] = float(emb[0] @ emb[1])
+    # mean pooling of sin-cos positioned tokens barely tells the two apart (0.99); time bins do
+    assert cosine[4] < cosine[0] - 0.03
+
+
+def test_full_contrastive_view_scores_embeddings_of_the_whole_clip():
+    torch.manual_seed(0)
+    model = create_model("tiny", contrastive_view="full", time_bins=2).eval()
+    video, audio = _batch(batch=3)
+    out = model(video, audio, generator=torch.Generator().manual_seed(1))
+    # the masked forward's embeddings would differ from the unmasked ones; these are the unmasked ones
+    torch.testing.assert_close(out["video_emb"], model.embed_video(video))
+    torch.testing.assert_close(out["audio_emb"], model.embed_audio(audio))
+    assert model.video_proj.in_features == 3 * model.config.embed_dim
+
+
+def test_time_bins_need_the_full_contrastive_view():
+    with pytest.raises(ValueError, match="time_bins > 0 needs contrastive_view='full'"):
+        create_model("tiny", time_bins=4)
