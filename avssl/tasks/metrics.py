@@ -30,10 +30,13 @@ def retrieval_ranks(
 
 
 def recall_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10), prefix: str = "") -> dict[str, float]:
-    """R@k (percent) and median / mean rank from 1-based ranks."""
+    """R@k (percent) and median / mean rank from 1-based ranks.
+
+    The median of an even count is the mean of the two middle ranks (numpy's convention, which
+    CAV-MAE's evaluation uses): 2.5 for [1, 2, 3, 4], where torch.median would give the lower 2."""
     ranks = ranks.double()
     out = {f"{prefix}R@{k}": float((ranks <= k).double().mean() * 100) for k in ks}
-    out[f"{prefix}median_rank"] = float(ranks.median())
+    out[f"{prefix}median_rank"] = float(ranks.quantile(0.5))  # linear: the middle pair's mean
     out[f"{prefix}mean_rank"] = float(ranks.mean())
     return out
 

@@ -30,7 +30,16 @@ def test_ties_count_against_the_query_and_chunking_is_exact():
 
 def test_recall_and_both_directions():
     metrics = recall_metrics(torch.tensor([1, 2, 6, 11]), ks=(1, 5, 10))
-    assert metrics == {"R@1": 25.0, "R@5": 50.0, "R@10": 75.0, "median_rank": 2.0, "mean_rank": 5.0}
+    assert metrics == {"R@1": 25.0, "R@5": 50.0, "R@10": 75.0, "median_rank": 4.0, "mean_rank": 5.0}
     emb = torch.nn.functional.normalize(torch.randn(20, 8), dim=1)
     perfect = cross_modal_retrieval(emb, emb, ks=(1,))
     assert perfect["v2a_R@1"] == 100.0 and perfect["a2v_R@1"] == 100.0
+
+
+def test_median_rank_of_an_even_count_is_the_mean_of_the_middle_pair():
+    """numpy's (and CAV-MAE's evaluation's) median: 2.5 for [1, 2, 3, 4], not torch.median's lower 2."""
+    import numpy as np
+    assert recall_metrics(torch.tensor([1, 2, 3, 4]), ks=(1,))["median_rank"] == 2.5
+    ranks = torch.randint(1, 100, (10,))
+    assert recall_metrics(ranks, ks=(1,))["median_rank"] == float(np.median(ranks.numpy()))
+    assert recall_metrics(torch.tensor([3, 1, 2]), ks=(1,))["median_rank"] == 2.0
