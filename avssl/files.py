@@ -1,5 +1,9 @@
 """Writing files so that readers never see half of one: the checkpoint index, the shard index and
-the probe cache are replaced whole or not at all, even when a run is killed mid-write."""
+the probe cache are replaced whole or not at all, even when a run is killed mid-write.
+
+Files written here get the mode any new file gets (0666 less the umask, e.g. 0644), not the 0600
+of Python's temporary files, so that the people and jobs who share a corpus or a run can read them.
+"""
 from __future__ import annotations
 
 import json
@@ -9,12 +13,31 @@ from pathlib import Path
 from typing import Any
 
 
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file in this process: 0666 less the umask.
+
+    Read from /proc where it is there (changing the umask to read it is not thread-safe: a file
+    another thread creates meanwhile would get mode 0666)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = None) -> Path:
-    """Write `payload` as JSON to a temporary file beside `path`, then rename it over `path`."""
+    """Write `payload` as JSON to a temporary file beside `path`, then rename it over `path`;
+    the file gets `new_file_mode()`."""
     path = Path(path)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
+            os.chmod(handle.fileno(), new_file_mode())
             json.dump(payload, handle, indent=indent)
         os.replace(handle.name, path)
     except BaseException:

@@ -30,7 +30,7 @@ from avssl.data.clips import entry_segment, label_names
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
 from avssl.data.sampling import seed_from
-from avssl.files import write_json_atomic
+from avssl.files import new_file_mode, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,6 @@ def _extension(path: str) -> str:
     return suffix if re.fullmatch(r"[a-z0-9]+", suffix) else "video"
 
 
-def _new_file_mode() -> int:
-    """The mode `open()` gives a new file in this process: 0666 less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     old = sorted(out_dir.glob("shard-*.tar")) + ([out_dir / INDEX_NAME] if (out_dir / INDEX_NAME).exists() else [])
@@ -168,7 +161,7 @@ class _ShardSink:
         self._writer.close()
         self._file.close()
         final = self.out_dir / self.shards[-1]["name"]
-        os.chmod(self._temp, _new_file_mode())
+        os.chmod(self._temp, new_file_mode())
         os.replace(self._temp, final)
         self.shards[-1]["bytes"] = final.stat().st_size
         self._writer = None
@@ -248,6 +241,6 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
         "shards": shards,
         "rejected": [{"path": info.path, "reason": info.reason} for info in rejected],
     }
-    os.chmod(write_json_atomic(out_dir / INDEX_NAME, index), _new_file_mode())
+    write_json_atomic(out_dir / INDEX_NAME, index)
     return ShardReport(out_dir, [s["name"] for s in shards], len(videos), sum(s["bytes"] for s in shards),
                        classes, rejected)

@@ -1,0 +1,67 @@
+"""write_json_atomic: whole-or-nothing JSON files with the permissions any new file gets."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from avssl.files import new_file_mode, write_json_atomic
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    before = os.umask(0o022)
+    os.umask(before)
+
+    def set_umask(value: int) -> None:
+        os.umask(value)
+
+    yield set_umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)], ids=["022", "027", "002"])
+def test_written_files_get_0666_less_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    assert new_file_mode() == mode
+    path = write_json_atomic(tmp_path / "index.json", {"a": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == mode  # was 0600, the temporary file's mode
+    path.chmod(0o600)  # replacing a file gives the new one the same mode as a fresh file
+    write_json_atomic(path, {"a": 2}, indent=2)
+    assert stat.S_IMODE(path.stat().st_mode) == mode and json.loads(path.read_text()) == {"a": 2}
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    path = write_json_atomic(tmp_path / "index.json", {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["index.json"]
+
+
+def test_checkpoint_index_and_probe_cache_are_readable_by_others(tmp_path, umask, write_test_video, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from avssl.data.probe import probe
+    from avssl.train.checkpoint import Position, save_checkpoint
+
+    class Tiny(torch.nn.Linear):
+        def save_pretrained(self, directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            save_file(self.state_dict(), str(directory / "model.safetensors"))
+            (directory / "config.json").write_text("{}")
+            return directory
+
+    umask(0o022)
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(tmp_path / "cache"))
+    probe([write_test_video()])
+    assert stat.S_IMODE((tmp_path / "cache" / "probe.json").stat().st_mode) == 0o644
+    model = Tiny(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = save_checkpoint(tmp_path / "checkpoints", model, optimizer, scheduler, Position(step=1))
+    for path in [folder.parent / "index.json", folder / "checksums.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
