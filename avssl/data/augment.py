@@ -9,6 +9,11 @@ clockwise into counterclockwise), so direction-dependent labels need ``flip=Fals
 
 In a recipe's YAML this is ``data.augment`` (``data.augment.flip=false`` on the command line).
 Evaluation transforms never augment, whatever the config says.
+
+Pretraining's defaults (`PretrainAugmentConfig`) leave SpecAugment off, as CAV-MAE pretrains
+(``freqm`` and ``timem`` 0 in its ``run_cavmae_pretrain.py``): masked bands would otherwise become MAE
+targets and contrastive inputs. A recipe turns it on with ``data.augment.freq_mask`` / ``time_mask``
+(configs/pretrain/tiny.yaml does). Fine-tuning keeps it on by default.
 """
 from __future__ import annotations
 
@@ -44,3 +49,12 @@ class AugmentConfig:
 def join_phrases(phrases: Sequence[str]) -> str:
     """Augmentations in words as one line: comma-separated, or "none"."""
     return ", ".join(phrases) or "none"
+
+
+@dataclass
+class PretrainAugmentConfig(AugmentConfig):
+    """Pretraining's augmentations: `AugmentConfig`'s crop and flip, SpecAugment off unless asked for
+    (CAV-MAE pretrains without frequency or time masking)."""
+
+    freq_mask: int = 0  # SpecAugment: widest frequency mask, mel bins; 0: none (CAV-MAE's pretraining)
+    time_mask: float = 0.0  # SpecAugment: widest time mask, fraction of the frames; 0: none

@@ -26,6 +26,7 @@ from typing import ClassVar, Iterator
 import torch
 
 from avssl.config import NON_EMPTY, SEED, Check, Range, above, at_least, save_config, validate_config
+from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.synthetic import CLASSES, make_corpus
 from avssl.models.factory import create_model, load_model
 from avssl.tasks.embed import Embeddings, embed_source
@@ -60,10 +61,10 @@ class CorpusConfig:
 
 def _pretrain_defaults() -> PretrainConfig:
     # configs/pretrain/tiny.yaml's recipe at batch 16 (the demo's corpus is larger); data sources and
-    # `out` are filled in by the demo
+    # `out` are filled in by the demo; SpecAugment on, as tiny.yaml sets it (pretraining's default: off)
     return PretrainConfig(
         model={"name": "tiny", "contrastive_weight": 1.0, "temperature": 0.1},
-        data=DataConfig(batch_size=16, num_workers=1),
+        data=DataConfig(batch_size=16, num_workers=1, augment=PretrainAugmentConfig(freq_mask=48, time_mask=0.2)),
         train=TrainConfig(epochs=30, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95), warmup_epochs=1.0, log_every=2),
     )
 

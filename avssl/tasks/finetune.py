@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from avssl.config import NON_EMPTY, SEED, Check, Range, RunFolder, at_least, save_config, validate_config
+from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.models.av_model import WEIGHTS_FILE
@@ -48,6 +49,7 @@ class FinetuneDataConfig(DataConfig):
     """Pretraining's data settings (train/val sources, clip shape, batching, training augmentations)
     plus the test set and the views of the final evaluation."""
 
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # fine-tuning keeps SpecAugment on by default
     test: str = ""  # scored once at the end with eval_clips x eval_crops; empty: the validation set
     eval_clips: int = 4  # windows per video, evenly spaced ("constant" sampler)
     eval_crops: int = 3  # square crops along the long side of each window (audio mode: always 1)

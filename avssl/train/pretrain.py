@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, RunFolder, above, at_least, save_config, validate_config
-from avssl.data.augment import AugmentConfig
+from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
@@ -55,7 +55,8 @@ class DataConfig:
     batch_size: int = 8
     val_batch_size: int | None = None
     num_workers: int = 2
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training clips only; see avssl.data.augment
+    # training clips only; see avssl.data.augment. Pretraining's defaults leave SpecAugment off (CAV-MAE)
+    augment: PretrainAugmentConfig = field(default_factory=PretrainAugmentConfig)
 
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
         "val_fraction": Range(0.0, 1.0, low_open=True, high_open=True), "num_frames": at_least(1),
