@@ -1,4 +1,5 @@
-"""Pretraining objectives: cross-modal InfoNCE (with negatives from every rank) and the MAE loss.
+"""Pretraining objectives: cross-modal InfoNCE (by default symmetric, with negatives from every rank;
+CAV-MAE's one-direction, per-replica loss as options) and the MAE loss.
 
 Example:
     >>> loss_fn = ContrastiveLoss(temperature=0.05)
@@ -18,21 +19,29 @@ from torch import nn
 _EXCLUDED = -1e9  # logit of a candidate left out; finite so an all-excluded row stays NaN-free
 
 
+DIRECTIONS = ("symmetric", "video_to_audio")
+GATHER = ("global", "local")
+
+
 def _symmetric_nce(video_rows: torch.Tensor, audio_rows: torch.Tensor, video_all: torch.Tensor,
                    audio_all: torch.Tensor, offset: int, valid_rows: torch.Tensor | None,
-                   valid_all: torch.Tensor | None, logit_scale: torch.Tensor | float) -> torch.Tensor:
+                   valid_all: torch.Tensor | None, logit_scale: torch.Tensor | float,
+                   directions: str = "symmetric") -> torch.Tensor:
     """InfoNCE of the pairs `*_rows` (row i pairs with candidate offset + i) against every pair in
-    `*_all`, averaged over valid rows and over both directions (video->audio, audio->video)."""
+    `*_all`, averaged over valid rows and over both directions (video->audio, audio->video), or only
+    video->audio (each video picks its sound among the candidates' sounds: CAV-MAE's default, its
+    `log_softmax(audio @ video.T, dim=0)`) when `directions` is "video_to_audio"."""
     video_rows, audio_rows = video_rows.float(), audio_rows.float()
     video_all, audio_all = video_all.float(), audio_all.float()
     labels = torch.arange(video_rows.shape[0], device=video_rows.device) + offset
+    pairs = [(video_rows, audio_all)] + ([(audio_rows, video_all)] if directions == "symmetric" else [])
     losses = []
-    for queries, candidates in ((video_rows, audio_all), (audio_rows, video_all)):
+    for queries, candidates in pairs:
         logits = logit_scale * queries @ candidates.T
         if valid_all is not None:
             logits = logits.masked_fill(~valid_all[None, :], _EXCLUDED)
         losses.append(F.cross_entropy(logits, labels, reduction="none"))
-    per_row = (losses[0] + losses[1]) / 2
+    per_row = sum(losses) / len(losses)
     if valid_rows is None:
         return per_row.mean()
     return torch.where(valid_rows, per_row, 0.0).sum() / valid_rows.sum().clamp_min(1)
@@ -85,7 +94,7 @@ def _distributed() -> bool:
 
 
 class ContrastiveLoss(nn.Module):
-    """Symmetric InfoNCE whose negatives come from the whole global batch.
+    """InfoNCE (symmetric by default) whose negatives come from the whole global batch (by default).
 
     Under torch.distributed (world size > 1, training mode) each rank gathers every rank's embeddings
     with gradients and computes the loss of its own rows against all candidates (open_clip's
@@ -95,12 +104,23 @@ class ContrastiveLoss(nn.Module):
 
     temperature: initial (or fixed) softmax temperature. learnable: train it as a log-parameterised
     `logit_scale` = log(1 / temperature), clamped to temperatures in [min_temperature, 1] as in CLIP.
+    directions: "symmetric" (video->audio and audio->video, averaged; CLIP) or "video_to_audio" only
+    (CAV-MAE's default, `bidirect_contrast=False`). gather: "global" (negatives from every rank, as
+    above) or "local" (each rank's own clips only: CAV-MAE computes its loss inside each DataParallel
+    replica, so its negatives are one GPU's share of the batch).
     """
 
-    def __init__(self, temperature: float = 0.05, learnable: bool = False, min_temperature: float = 0.01) -> None:
+    def __init__(self, temperature: float = 0.05, learnable: bool = False, min_temperature: float = 0.01,
+                 directions: str = "symmetric", gather: str = "global") -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}")
+        if gather not in GATHER:
+            raise ValueError(f"gather must be one of {', '.join(GATHER)}, got {gather!r}")
+        self.directions = directions
+        self.gather = gather
         self.learnable = learnable
         self.max_logit_scale = math.log(1.0 / min_temperature)
         scale = torch.tensor(math.log(1.0 / temperature))
@@ -122,14 +142,15 @@ class ContrastiveLoss(nn.Module):
         """video_emb, audio_emb: (B, D) L2-normalised pairs; valid: (B,) bool, False = no audio."""
         scale = self._scale().exp()
         valid = None if valid is None else valid.bool()
-        if not (self.training and _distributed()):
-            return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, scale)
+        if not (self.training and _distributed()) or self.gather == "local":
+            return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, scale,
+                                  self.directions)
         if valid is None:
             valid = torch.ones(video_emb.shape[0], dtype=torch.bool, device=video_emb.device)
         valid_all = _all_gather(valid.to(torch.uint8)).bool()
         offset = dist.get_rank() * video_emb.shape[0]
         return _symmetric_nce(video_emb, audio_emb, gather_with_grad(video_emb), gather_with_grad(audio_emb),
-                              offset, valid, valid_all, scale)
+                              offset, valid, valid_all, scale, self.directions)
 
 
 def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True,

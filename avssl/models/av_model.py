@@ -69,7 +69,8 @@ class AVModel(nn.Module):
         self.audio_proj_norm = _proj_norm(config)
         self.video_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
         self.audio_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
-        self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature)
+        self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature,
+                                           directions=config.contrastive_directions, gather=config.contrastive_gather)
         self.grad_checkpointing = False
         for module in (self.joint_blocks, self.joint_norm, self.video_proj, self.audio_proj):
             module.apply(init_weights)

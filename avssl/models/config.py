@@ -24,6 +24,8 @@ _CHOICES = {
     "proj_norm": ("none", "batch"),
     "input_norm": ("global", "clip"),
     "contrastive_view": ("masked", "full"),
+    "contrastive_directions": ("symmetric", "video_to_audio"),
+    "contrastive_gather": ("global", "local"),
 }
 
 
@@ -84,6 +86,12 @@ class ModelConfig:
     image_std: tuple[float, float, float] = IMAGENET_STD
     fbank_mean: float = FBANK_MEAN
     fbank_std: float = FBANK_STD
+    # where avssl and CAV-MAE differ, as options (README: "Where avssl differs from CAV-MAE and why").
+    # contrastive loss: "symmetric" (both directions, CLIP) or "video_to_audio" (CAV-MAE's default);
+    # negatives "global" (gathered from every GPU) or "local" (each GPU's own clips, as CAV-MAE's
+    # DataParallel replicas compute it)
+    contrastive_directions: Literal["symmetric", "video_to_audio"] = "symmetric"
+    contrastive_gather: Literal["global", "local"] = "global"
 
     def __post_init__(self) -> None:
         for key, kind in _SCALARS.items():
