@@ -179,7 +179,7 @@ def _numeric_fields(cls, prefix=""):
     for item in dataclasses.fields(cls):
         kind = hints[item.name]
         if dataclasses.is_dataclass(kind):
-            if kind is not AugmentConfig:  # checks its own values in __post_init__ (data.augment.* errors)
+            if not issubclass(kind, AugmentConfig):  # checks its own values in __post_init__ (data.augment.* errors)
                 yield from _numeric_fields(kind, f"{prefix}{item.name}.")
         elif {int, float} & set(typing.get_args(kind) or (kind,)) and kind is not bool:
             yield prefix + item.name, checks.get(item.name)
