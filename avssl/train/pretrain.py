@@ -20,6 +20,7 @@ from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
+from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
@@ -109,7 +110,10 @@ def held_out_files(entries: list[ManifestEntry], seed: int, fraction: float) -> 
 def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]:
     """Train and validation sources; without `data.val`, a seeded by-file split of `data.train`
     (per class for single-label data; `held_out_files`) written to the run folder
-    (train_split.csv / val_split.csv) so it is visible and reused."""
+    (train_split.csv / val_split.csv) so it is visible and reused. Only files the probe accepts
+    (cached; the datasets probe the same files) are drawn for validation, so damaged files cannot
+    leave it empty; the rejected ones stay in the training manifest, where they are counted and
+    listed in rejected.txt."""
     if not data.train:
         raise ValueError("data.train is not set: give a folder of videos or a CSV manifest (data.train=PATH)")
     if data.val:
@@ -118,7 +122,13 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
         raise ValueError(f"data.train={data.train} is a set of shards, which is not split by file: "
                          "set data.val to held-out videos or shards")
     entries = read_source(data.train)
-    held = held_out_files(entries, seed, data.val_fraction)
+    unique = list(dict.fromkeys(e.path for e in entries))
+    infos = probe(unique)
+    usable = {info_path for info_path, info in zip(unique, infos) if info.ok}
+    if not usable:
+        raise ValueError(f"{data.train}: no usable videos out of {len(unique)}: {summarize(infos)} "
+                         "(see `avssl probe`)")
+    held = held_out_files([e for e in entries if e.path in usable], seed, data.val_fraction)
     val = [e for e in entries if e.path in held]
     train = [e for e in entries if e.path not in held]
     if not val or not train:

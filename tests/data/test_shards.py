@@ -127,6 +127,29 @@ def test_cli_packs_original_bytes_reports_the_corrupt_file_and_splits(tmp_path, 
     assert [label for _, label in sorted(packed.values())] == ["circle_low"] * 3 + ["square_mid"] * 3
 
 
+def test_cli_rejects_a_video_without_a_decoder_with_its_reason_and_packs_the_rest(tmp_path, synthetic_corpus,
+                                                                                   capsys, monkeypatch):
+    """Issue 11: an MP4 whose sample table box is renamed (a video stream without a decoder) raised
+    AttributeError in the probe and `avssl shard` exited 1 with a traceback and no shards."""
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "videos"
+    source.mkdir()
+    for i in range(3):
+        shutil.copy(synthetic_corpus / "circle_low" / f"{i}.mp4", source / f"{i}.mp4")
+    damaged = source / "damaged.mp4"
+    damaged.write_bytes((source / "0.mp4").read_bytes().replace(b"stbl", b"xtbl", 1))
+    out = tmp_path / "shards"
+    assert main(["shard", str(source), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"rejected: {damaged}: no decoder for the video stream" in printed and "3 videos in 1 shards" in printed
+    index = json.loads((out / INDEX_NAME).read_text())
+    assert index["rejected"] == [{"path": str(damaged), "reason": "no decoder for the video stream"}]
+    assert index["total"] == 3 and sum(s["videos"] for s in index["shards"]) == 3
+    members = _members(out / index["shards"][0]["name"])
+    assert sorted(json.loads(data)["path"] for name, data in members.items() if name.endswith(".json")) == \
+        [str(source / f"{i}.mp4") for i in range(3)]
+
+
 def test_two_ranks_with_workers_read_disjoint_shards_covering_all(shard_dir):
     dataset = ShardDataset(shard_dir, fixed_length=False, shuffle_buffer=0, **TINY)
     dataset.set_epoch(3)

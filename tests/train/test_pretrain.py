@@ -329,3 +329,31 @@ def test_augment_overrides_reach_the_training_set_and_the_log(write_test_video, 
     assert "training augmentations: random resized crop scale 0.35-1 aspect 0.75-1.33, SpecAugment time<=20%" \
         in caplog.text
     assert "flip: false" in built["config"]
+
+
+def test_damaged_videos_in_a_folder_are_rejected_counted_and_never_held_out(write_test_video, tmp_path, monkeypatch,
+                                                                            capsys):
+    """Issue 11: one damaged video must not stop a run. A folder of 4 good videos and 4 damaged ones
+    (an MP4 whose sample table box is renamed: no decoder; cut short; text) trains for an epoch;
+    the damaged ones are listed with their reasons, and validation is drawn from the good ones only
+    (it was drawn from all 8, so it could hold only damaged files: "no usable videos", exit 2)."""
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(tmp_path / "cache"))
+    videos = tmp_path / "videos"
+    good = [write_test_video(f"videos/{k}.mp4") for k in range(4)]
+    data = good[0].read_bytes()
+    damaged = {videos / "no_decoder_a.mp4": data.replace(b"stbl", b"xtbl", 1),
+               videos / "no_decoder_b.mp4": data.replace(b"stbl", b"xtbl", 1) + b"\0",
+               videos / "cut.mp4": data[: len(data) // 3], videos / "text.mp4": b"not a video\n" * 50}
+    for path, content in damaged.items():
+        path.write_bytes(content)
+    run = tmp_path / "run"
+    code = main(["pretrain", "-c", str(TINY), f"data.train={videos}", f"out={run}", "data.num_workers=0",
+                 "data.batch_size=2", "data.val_fraction=0.5", "train.epochs=1"])
+    assert code == 0, capsys.readouterr()
+    rejected = dict(line.split("\t") for line in (run / "rejected.txt").read_text().splitlines())
+    assert sorted(rejected) == sorted(str(p) for p in damaged)
+    assert rejected[str(videos / "no_decoder_a.mp4")] == "no decoder for the video stream"
+    assert all(reason for reason in rejected.values())
+    held = (run / "val_split.csv").read_text().splitlines()[1:]
+    assert len(held) == 2 and {line.split(",")[0] for line in held} <= {str(p) for p in good}
+    assert resolve_checkpoint(run).name.startswith("step_")
