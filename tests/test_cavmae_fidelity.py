@@ -16,7 +16,7 @@ import avssl
 from avssl.config import load_config
 from avssl.data.augment import AugmentConfig
 from avssl.losses import ContrastiveLoss
-from avssl.tasks.finetune import FinetuneConfig
+from avssl.tasks.finetune import FinetuneConfig, soft_targets
 from avssl.train.pretrain import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +106,19 @@ def test_local_gather_keeps_each_rank_to_its_own_negatives(tmp_path):
         rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
         assert got["local"].item() == pytest.approx(_cavmae_nce(video[rows], audio[rows], 0.05).item(), rel=1e-5)
         assert got["global"].item() != pytest.approx(got["local"].item(), rel=1e-3)  # 8 candidates, not 4
+
+
+# 5. multi-label label smoothing: CAV-MAE's s / C for negatives, 1 - s for positives (its dataloader)
+
+def test_multi_label_smoothing_is_cavmae_by_default():
+    labels = torch.zeros(2, 527)
+    labels[0, [3, 10]] = 1.0
+    labels[1, 0] = 1.0
+    targets = soft_targets(labels, 527, 0.1, multi_label=True)
+    assert targets[0, 3].item() == pytest.approx(0.9) and targets[0, 10].item() == pytest.approx(0.9)
+    assert targets[0, 0].item() == pytest.approx(0.1 / 527) and targets[1, 0].item() == pytest.approx(0.9)
+    assert FinetuneConfig().head.multi_label_smoothing == "cavmae"
+    binary = soft_targets(labels, 527, 0.1, multi_label=True, multi_label_style="binary")
+    assert binary[0, 0].item() == pytest.approx(0.05) and binary[0, 3].item() == pytest.approx(0.95)
+    cfg = load_config(FinetuneConfig, None, ["head.multi_label_smoothing=binary"])
+    assert cfg.head.multi_label_smoothing == "binary"

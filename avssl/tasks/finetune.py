@@ -66,6 +66,8 @@ class HeadConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0  # Beta(alpha, alpha) mixing of clip pairs; 0 turns it off
     layer_decay: float = 0.75  # lr of layer d = lr * layer_decay ** (top - d); 1 turns it off
+    # multi-label targets: "cavmae" (positives 1 - s, negatives s / C, as CAV-MAE / AST) or "binary" (s / 2)
+    multi_label_smoothing: Literal["cavmae", "binary"] = "cavmae"
 
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
         "dropout": Range(0.0, 1.0, high_open=True), "label_smoothing": Range(0.0, 1.0, high_open=True),
@@ -106,12 +108,19 @@ class FinetuneResult:
     fit: FitResult | None = None
 
 
-def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float, multi_label: bool) -> torch.Tensor:
+def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float, multi_label: bool,
+                 multi_label_style: str = "cavmae") -> torch.Tensor:
     """(B, C) float targets: one-hot (or multi-hot) with label smoothing. Single-label puts
-    `smoothing / C` on every class; multi-label smooths each class as its own two-way choice
-    (y * (1 - s) + s / 2)."""
+    `smoothing / C` on every class. Multi-label, `multi_label_style` "cavmae" (CAV-MAE's and AST's
+    dataloader): a positive gets 1 - s, a negative s / C (0.0002 for s = 0.1 on AudioSet's 527
+    classes); "binary": each class smoothed as its own two-way choice, y * (1 - s) + s / 2."""
     if multi_label:
-        return labels.float() * (1 - smoothing) + smoothing / 2
+        if multi_label_style == "binary":
+            return labels.float() * (1 - smoothing) + smoothing / 2
+        if multi_label_style != "cavmae":
+            raise ValueError(f"multi_label_style must be 'cavmae' or 'binary', got {multi_label_style!r}")
+        positive = labels.float() > 0
+        return torch.where(positive, 1.0 - smoothing, smoothing / num_classes)
     if (labels < 0).any():
         raise ValueError("a training clip has no label (label -1): fine-tuning needs every training video labelled")
     return F.one_hot(labels.long(), num_classes).float() * (1 - smoothing) + smoothing / num_classes
@@ -142,7 +151,8 @@ def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool) 
     """The loop's `step_fn`: targets, optional mixup, forward on the mode's inputs, loss."""
 
     def step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        targets = soft_targets(batch["label"], num_classes, head.label_smoothing, multi_label)
+        targets = soft_targets(batch["label"], num_classes, head.label_smoothing, multi_label,
+                               head.multi_label_smoothing)
         video, audio = batch["video"], batch["audio"]
         if head.mixup > 0:
             video, audio, targets = mixup(video, audio, targets, head.mixup)

@@ -145,7 +145,7 @@ def test_unlabelled_training_videos_are_refused(corpus, tmp_path):
 def test_targets_and_mixup():
     targets = soft_targets(torch.tensor([0, 2]), 4, 0.1, multi_label=False)
     assert torch.allclose(targets.sum(dim=1), torch.ones(2)) and targets[0, 0] == pytest.approx(0.925)
-    multi = soft_targets(torch.tensor([[1.0, 0.0]]), 2, 0.2, multi_label=True)
+    multi = soft_targets(torch.tensor([[1.0, 0.0]]), 2, 0.2, multi_label=True, multi_label_style="binary")
     assert torch.allclose(multi, torch.tensor([[0.9, 0.1]]))
     with pytest.raises(ValueError, match="no label"):
         soft_targets(torch.tensor([1, -1]), 3, 0.0, multi_label=False)
