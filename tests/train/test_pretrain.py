@@ -187,6 +187,8 @@ def test_a_signal_to_the_whole_process_group_ends_with_a_checkpoint_and_exit_0(s
                             start_new_session=True)
     try:
         wait_for(lambda: bool(read_metrics(run, "train")) or proc.poll() is not None, 180, "the first training step")
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it was signalled (exit {proc.returncode}): {proc.communicate()[1][-3000:]}")
         os.killpg(proc.pid, signum)
         out, err = proc.communicate(timeout=180)
     finally:
