@@ -1,5 +1,6 @@
-"""Writing files so that readers never see half of one: the checkpoint index, the shard index and
-the probe cache are replaced whole or not at all, even when a run is killed mid-write.
+"""Writing files so that readers never see half of one: the checkpoint index, the shard index, the
+probe cache and a resumed run's metrics.jsonl are replaced whole or not at all, even when a run is
+killed mid-write.
 
 Files written here get the mode any new file gets (0666 less the umask, e.g. 0644), not the 0600
 of Python's temporary files, so that the people and jobs who share a corpus or a run can read them.
@@ -30,17 +31,22 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = None) -> Path:
-    """Write `payload` as JSON to a temporary file beside `path`, then rename it over `path`;
-    the file gets `new_file_mode()`."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`; the file gets
+    `new_file_mode()`."""
     path = Path(path)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
             os.chmod(handle.fileno(), new_file_mode())
-            json.dump(payload, handle, indent=indent)
+            handle.write(text)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = None) -> Path:
+    """Write `payload` as JSON with `write_text_atomic` (whole or not at all, `new_file_mode()`)."""
+    return write_text_atomic(path, json.dumps(payload, indent=indent))

@@ -65,3 +65,33 @@ def test_checkpoint_index_and_probe_cache_are_readable_by_others(tmp_path, umask
     folder = save_checkpoint(tmp_path / "checkpoints", model, optimizer, scheduler, Position(step=1))
     for path in [folder.parent / "index.json", folder / "checksums.json"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_resumed_runs_metrics_and_every_checkpoint_file_keep_the_usual_mode(tmp_path, umask):
+    """metrics.jsonl rewritten by a resume, and safetensors weights (which safetensors writes 0600),
+    get 0666 less the umask like every other file of a run."""
+    import torch
+    from safetensors.torch import save_file
+
+    from avssl.train.checkpoint import Position, save_checkpoint
+    from avssl.train.observe import truncate_metrics
+
+    umask(0o022)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"split": "train", "step": s}) + "\n" for s in (1, 2, 3)))
+    assert truncate_metrics(metrics, 2) == 1
+    assert stat.S_IMODE(metrics.stat().st_mode) == 0o644  # was 0600
+
+    class Tiny(torch.nn.Linear):
+        def save_pretrained(self, directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            save_file(self.state_dict(), str(directory / "model.safetensors"))
+            (directory / "config.json").write_text("{}")
+            return directory
+
+    model = Tiny(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = save_checkpoint(tmp_path / "checkpoints", model, optimizer, scheduler, Position(step=1))
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+    assert modes == dict.fromkeys(["model.safetensors", "config.json", "trainer_state.pt", "checksums.json"], 0o644)

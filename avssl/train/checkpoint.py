@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from avssl.files import write_json_atomic
+from avssl.files import new_file_mode, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,9 @@ def _write_folder(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
     torch.save(state, folder / STATE_FILE)
+    for path in folder.iterdir():  # safetensors writes 0600: give every file the mode a new file gets
+        if path.is_file():
+            os.chmod(path, new_file_mode())
     write_checksums(folder)
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from avssl.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,7 @@ def truncate_metrics(path: str | Path, step: int) -> int:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if (row_step := _row_step(line)) is not None and row_step <= step]
     if len(kept) < len(lines):
-        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
-        try:
-            with handle:
-                handle.write("".join(line + "\n" for line in kept))
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
 
 
