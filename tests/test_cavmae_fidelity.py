@@ -6,8 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
@@ -15,7 +17,11 @@ import torch.nn.functional as F
 import avssl
 from avssl.config import load_config
 from avssl.data.augment import AugmentConfig
+from avssl.data.decode import decode_clip
+from avssl.data.synthetic import write_video
+from avssl.data.video import SpatialCrops, VideoTransform
 from avssl.losses import ContrastiveLoss
+from avssl.tasks.embed import clip_dataset
 from avssl.tasks.finetune import FinetuneConfig, soft_targets
 from avssl.train.pretrain import PretrainConfig
 
@@ -122,3 +128,73 @@ def test_multi_label_smoothing_is_cavmae_by_default():
     assert binary[0, 0].item() == pytest.approx(0.05) and binary[0, 3].item() == pytest.approx(0.95)
     cfg = load_config(FinetuneConfig, None, ["head.multi_label_smoothing=binary"])
     assert cfg.head.multi_label_smoothing == "binary"
+
+
+# 2. spectrograms padded or cut to the model's audio_frames (AST / CAV-MAE), never another length
+
+def test_spectrograms_take_the_models_length(write_test_video, caplog):
+    video = write_test_video(duration=2.5)
+    long_table = avssl.create_model("tiny", audio_frames=256)  # e.g. an import with a longer position table
+    with caplog.at_level("INFO", logger="avssl.data.pipeline"):
+        item = clip_dataset(long_table, video)[0]
+    assert item["audio"].shape == (256, 128)  # was 208: the clip's own length, positions resampled
+    pad = (0.0 - long_table.config.fbank_mean) / long_table.config.fbank_std
+    assert torch.allclose(item["audio"][198:], torch.full((58, 128), pad))  # 2 s give 198 frames, then silence
+    assert "2 s clips give 198 spectrogram frames; the model takes 256, so 58 silent frames are padded" in caplog.text
+    short_table = avssl.create_model("tiny", audio_frames=96)
+    with caplog.at_level("WARNING", logger="avssl.data.pipeline"):
+        assert clip_dataset(short_table, video)[0]["audio"].shape == (96, 128)
+    assert "only the first 0.97 s of each clip's sound reach it" in caplog.text
+
+
+# 3. stereo: the mean of the channels (no sqrt(2) gain), or one channel by index (CAV-MAE: the first)
+
+def _stereo_and_mono(tmp_path, left, right):
+    frames = np.zeros((10, 32, 32, 3), np.uint8)
+    stereo = write_video(tmp_path / "stereo.avi", frames, 10, np.stack([left, right]), 16000)
+    mono_left = write_video(tmp_path / "left.avi", frames, 10, left[None], 16000)
+    mono_right = write_video(tmp_path / "right.avi", frames, 10, right[None], 16000)
+    return stereo, mono_left, mono_right
+
+
+def test_stereo_with_equal_channels_reads_like_its_mono_twin(tmp_path):
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    stereo, mono, _ = _stereo_and_mono(tmp_path, tone, tone)
+    a, b = decode_clip(stereo, 0.1, 0.9, 2).audio, decode_clip(mono, 0.1, 0.9, 2).audio
+    ratio = float(a.abs().sum() / b.abs().sum())
+    assert ratio == pytest.approx(1.0, abs=1e-3)  # FFmpeg's downmix gave 1.414
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_audio_channel_picks_one_channel(tmp_path):
+    t = np.arange(16000) / 16000
+    left = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    right = (0.2 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    stereo, mono_left, mono_right = _stereo_and_mono(tmp_path, left, right)
+    first = decode_clip(stereo, 0.1, 0.9, 2, audio_channel=0).audio
+    torch.testing.assert_close(first, decode_clip(mono_left, 0.1, 0.9, 2).audio, atol=1e-4, rtol=0)
+    second = decode_clip(stereo, 0.1, 0.9, 2, audio_channel=1).audio
+    torch.testing.assert_close(second, decode_clip(mono_right, 0.1, 0.9, 2).audio, atol=1e-4, rtol=0)
+    mean = decode_clip(stereo, 0.1, 0.9, 2).audio
+    torch.testing.assert_close(mean, (first + second) / 2, atol=1e-4, rtol=0)
+    assert torch.equal(decode_clip(mono_left, 0.1, 0.9, 2, audio_channel=3).audio,
+                       decode_clip(mono_left, 0.1, 0.9, 2).audio)  # a mono file has only its one channel
+    with pytest.raises(ValueError, match="audio_channel"):
+        avssl.create_model("tiny", audio_channel="left")
+
+
+# 6. the evaluation view: CAV-MAE resizes the short side straight to the crop
+
+def test_evaluation_view_of_cavmae_weights_is_resized_straight_to_the_crop():
+    frames = torch.randint(0, 256, (2, 48, 64, 3), dtype=torch.uint8)
+    view = VideoTransform(32, train=False, crop_fraction=1.0, mean=(0, 0, 0), std=(1, 1, 1))(frames)
+    chw = frames.permute(0, 3, 1, 2)
+    expected = TF.to_dtype(TF.center_crop(TF.resize(chw, [32], antialias=True), [32]), torch.float32, scale=True)
+    torch.testing.assert_close(view, expected)
+    zoomed = VideoTransform(32, train=False, mean=(0, 0, 0), std=(1, 1, 1))(frames)  # avssl's default: 36 first
+    assert not torch.allclose(zoomed, expected)
+    # multi-crop evaluation takes the same view: one crop is exactly the centre crop, at either fraction
+    for fraction in (1.0, 0.875):
+        one = SpatialCrops(32, 1, (0, 0, 0), (1, 1, 1), crop_fraction=fraction)(frames)[0]
+        torch.testing.assert_close(one, VideoTransform(32, crop_fraction=fraction, mean=(0, 0, 0), std=(1, 1, 1))(frames))

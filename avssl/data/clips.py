@@ -13,13 +13,14 @@ from typing import BinaryIO, Sequence
 
 import torch
 
-from avssl.data.audio import AudioTransform, target_frames
+from avssl.data.audio import target_frames
 from avssl.data.augment import AugmentConfig, join_phrases
 from avssl.data.decode import DecodedClip, decode_clips
 from avssl.data.manifest import ManifestEntry
 from avssl.data.probe import VideoInfo
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
-from avssl.data.video import VideoTransform, eval_resize
+from avssl.data.pipeline import InputPipeline, report_audio_length
+from avssl.data.video import EVAL_CROP_FRACTION
 
 MAX_CONSECUTIVE_FAILURES = 10
 
@@ -65,23 +66,31 @@ class ClipMaker:
     def __init__(self, *, num_frames: int, clip_duration: float, frame_size: int, sampler: str | ClipSampler,
                  clips_per_video: int, train: bool, audio_rate: int, num_mel_bins: int, seed: int, short: str,
                  image_mean: tuple[float, float, float], image_std: tuple[float, float, float],
-                 fbank_mean: float, fbank_std: float, augment: AugmentConfig | None = None):
+                 fbank_mean: float, fbank_std: float, augment: AugmentConfig | None = None,
+                 audio_frames: int | None = None, audio_channel: int | str = "mean",
+                 eval_crop_fraction: float = EVAL_CROP_FRACTION):
         augment = augment or AugmentConfig()
         if isinstance(sampler, str):
             sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
         self.sampler = sampler
-        self.num_frames = num_frames
         self.clip_duration = sampler.clip_duration
+        if audio_frames is None:
+            audio_frames = target_frames(self.clip_duration)
+        else:
+            report_audio_length(self.clip_duration, audio_frames, audio_rate)
+        self.pipeline = InputPipeline(
+            num_frames=num_frames, frame_size=frame_size, clip_duration=self.clip_duration, audio_frames=audio_frames,
+            audio_rate=audio_rate, num_mel_bins=num_mel_bins, audio_channel=audio_channel,
+            eval_crop_fraction=eval_crop_fraction, image_mean=tuple(image_mean), image_std=tuple(image_std),
+            fbank_mean=fbank_mean, fbank_std=fbank_std)
+        self.num_frames = num_frames
         self.audio_rate = audio_rate
-        self.short_side = eval_resize(frame_size)
+        self.audio_channel = audio_channel
+        self.short_side = self.pipeline.short_side
         self.seed = seed
         self.epoch = 0
-        self.video_transform = VideoTransform(frame_size, train=train, scale=augment.crop_scale,
-                                              ratio=augment.crop_ratio, flip=augment.flip, mean=image_mean,
-                                              std=image_std)
-        self.audio_transform = AudioTransform(target_frames(self.clip_duration), sample_rate=audio_rate,
-                                              num_mel_bins=num_mel_bins, mean=fbank_mean, std=fbank_std, train=train,
-                                              freq_mask=augment.freq_mask, time_mask=augment.time_mask)
+        self.video_transform = self.pipeline.video_transform(train, augment)
+        self.audio_transform = self.pipeline.audio_transform(train, augment)
 
     def augmentations(self) -> str:
         """The random augmentations of this dataset's items in words ("none" for evaluation data),
@@ -98,7 +107,8 @@ class ClipMaker:
         """
         clips = self.sampler.sample(duration, seed=self.seed, epoch=self.epoch, index=index, item=item)
         decoded = decode_clips(video, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
-                               audio_rate=self.audio_rate, short_side=self.short_side)
+                               audio_rate=self.audio_rate, short_side=self.short_side,
+                               audio_channel=self.audio_channel)
         generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
         out = [self._item(d, c, offset, path, label, index, generator) for d, c in zip(decoded, clips)]
         return out if len(out) > 1 else out[0]

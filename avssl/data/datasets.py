@@ -46,6 +46,11 @@ class ClipDataset(ClipMaker, Dataset):
     normalisation statistics; pass a model's (``ModelConfig``) to feed it the
     way it was trained. ``augment`` (an `AugmentConfig`; default: its defaults) sets the random
     crop, flip and SpecAugment of training items (``train=True``); `augmentations()` names them.
+    ``audio_frames`` (default: ``clip_duration`` rounded up to a multiple of 16 frames) is the
+    spectrogram length clips are padded or cut to, ``audio_channel`` how several channels become
+    mono ("mean", or a channel index), ``eval_crop_fraction`` the evaluation view's centre crop as a
+    fraction of the resized short side. ``**avssl.data.pipeline.input_pipeline(config).dataset_kwargs()``
+    gives all of these as a model config says.
 
     Files the probe refuses are kept in ``rejected`` and summarised in one
     warning. A file that fails to decode later is logged, counted in
@@ -60,11 +65,13 @@ class ClipDataset(ClipMaker, Dataset):
                  image_mean: tuple[float, float, float] = IMAGENET_MEAN,
                  image_std: tuple[float, float, float] = IMAGENET_STD,
                  fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD,
-                 augment: AugmentConfig | None = None):
+                 augment: AugmentConfig | None = None, audio_frames: int | None = None,
+                 audio_channel: int | str = "mean", eval_crop_fraction: float = 0.875):
         super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
                          clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
                          seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std, augment=augment)
+                         fbank_std=fbank_std, augment=augment, audio_frames=audio_frames,
+                         audio_channel=audio_channel, eval_crop_fraction=eval_crop_fraction)
         self.decode_failures = 0
 
         entries = read_source(source)

@@ -4,8 +4,9 @@ Only the window is decoded: the video stream seeks back to the keyframe before i
 and stops at the last frame it needs (a seek that lands after the window, or on a frame the decoder
 cannot start from, as MPEG-TS seeks do, is tried again further back, down to the stream's start);
 the audio stream seeks separately with a pre-roll (AAC and MP3 decode garbage for a few frames
-after a seek), is resampled to mono float by FFmpeg's filter graph (what `av.AudioResampler`
-builds) and placed sample-exactly by timestamp. Frames are chosen by their presentation time, so
+after a seek), is resampled to float by FFmpeg's filter graph (what `av.AudioResampler`
+builds), made mono (the mean of the channels, or one of them: `audio_channel`) and placed
+sample-exactly by timestamp. Frames are chosen by their presentation time, so
 variable frame rate files work.
 
 Times are seconds from the start of the video stream (its start offset is subtracted), the same
@@ -115,16 +116,21 @@ def decode_clip(
     with_video: bool = True,
     with_audio: bool = True,
     timeout: float = 60.0,
+    audio_channel: int | str = "mean",
 ) -> DecodedClip:
     """Decode the window [start, end) seconds: `num_frames` frames and mono audio at `audio_rate`.
 
     Frame i is the first frame whose time >= start + (i + 0.5) * (end - start) / num_frames (the last
     frame when none is). `short_side` resizes (inside the decoder's colour conversion) so the shorter
-    side has that many pixels, keeping the aspect ratio. Raises DecodeError when the file cannot be
-    read or one window takes longer than `timeout` seconds.
+    side has that many pixels, keeping the aspect ratio. `audio_channel` makes several channels mono:
+    "mean" (their average, so a stereo file with two equal channels reads exactly like its mono twin;
+    FFmpeg's own downmix would add sqrt(2) of gain) or a channel index (0: the first, what CAV-MAE and
+    AST feed their models; a file with fewer channels gives its last). Raises DecodeError when the file
+    cannot be read or one window takes longer than `timeout` seconds.
     """
     return decode_clips(source, [(start, end)], num_frames, audio_rate=audio_rate, short_side=short_side,
-                        with_video=with_video, with_audio=with_audio, timeout=timeout)[0]
+                        with_video=with_video, with_audio=with_audio, timeout=timeout,
+                        audio_channel=audio_channel)[0]
 
 
 def decode_clips(
@@ -137,6 +143,7 @@ def decode_clips(
     with_video: bool = True,
     with_audio: bool = True,
     timeout: float = 60.0,
+    audio_channel: int | str = "mean",
 ) -> list[DecodedClip]:
     """Decode several windows from one open container (same arguments as `decode_clip`); a window
     without any decodable frame is tried once more in a freshly opened one."""
@@ -145,7 +152,9 @@ def decode_clips(
     for start, end in windows:
         if not end > start:
             raise ValueError(f"clip window must have end > start, got ({start}, {end})")
-    request = _Request(source_name(source), num_frames, audio_rate, short_side, with_video, with_audio, timeout)
+    check_channel(audio_channel)
+    request = _Request(source_name(source), num_frames, audio_rate, short_side, with_video, with_audio, timeout,
+                       audio_channel)
     opened = None
     try:
         opened = _Opened(source, with_video)
@@ -204,6 +213,7 @@ class _Request:
     with_video: bool
     with_audio: bool
     timeout: float
+    audio_channel: int | str = "mean"
 
     def decode(self, opened: _Opened, start: float, end: float) -> DecodedClip:
         """The window [start, end) (seconds on the clip clock) from an open file."""
@@ -218,7 +228,8 @@ class _Request:
         samples = np.zeros(round((end - start) * self.audio_rate), np.float32)
         has_audio = self.with_audio and audio is not None
         if has_audio:
-            _read_audio(opened.container, audio, origin + start, samples, self.audio_rate, budget)
+            _read_audio(opened.container, audio, origin + start, samples, self.audio_rate, budget,
+                        self.audio_channel)
         return DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(samples), has_audio=has_audio,
                            frame_times=torch.from_numpy(frame_times))
 
@@ -412,7 +423,22 @@ class _VideoReader:
         return packet.pts * self.time_base < threshold
 
 
-def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget) -> None:
+def check_channel(channel: int | str) -> None:
+    """Raise ValueError unless `channel` is "mean" or a channel index >= 0."""
+    if channel != "mean" and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
+        raise ValueError(f"audio_channel: expected 'mean' or a channel index >= 0, got {channel!r}")
+
+
+def to_mono(samples: np.ndarray, channel: int | str) -> np.ndarray:
+    """(channels, N) planar samples -> (N,): their mean, or channel `channel` (the last when there are
+    fewer)."""
+    if channel == "mean":
+        return samples.mean(axis=0, dtype=np.float32) if samples.shape[0] > 1 else samples[0]
+    return samples[min(int(channel), samples.shape[0] - 1)]
+
+
+def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, budget: _Budget,
+                channel: int | str = "mean") -> None:
     """Fill `out` with mono audio from `start` (absolute seconds) on, placed by timestamp; damaged
     packets, and decoded audio the resampler refuses, leave silence."""
     seek_keyframe(container, stream, start - AUDIO_PREROLL)
@@ -439,7 +465,7 @@ def _read_audio(container, stream, start: float, out: np.ndarray, rate: int, bud
     first = round(start * rate)  # sample number of out[0] on the stream's clock
     for run in runs:
         try:
-            run.resample_into(out, first, rate)
+            run.resample_into(out, first, rate, channel)
         except av.error.FFmpegError as err:  # e.g. damaged data decoded as 25 channels in no known order
             errors.append(f"resampling {run.format}: {err}")
     if errors:
@@ -476,9 +502,9 @@ class _AudioRun:
         self.fifo.write(frame)
         return True
 
-    def resample_into(self, out: np.ndarray, first: int, rate: int) -> None:
-        """Resample to mono float at `rate` and copy what falls inside `out` (whose first sample
-        is sample number `first`)."""
+    def resample_into(self, out: np.ndarray, first: int, rate: int, channel: int | str = "mean") -> None:
+        """Resample to float at `rate`, make it mono (`to_mono`) and copy what falls inside `out` (whose
+        first sample is sample number `first`)."""
         source_rate = self.format[2]
         first_input = round(float(np.median(self.starts)) * source_rate)
         # start on an input sample that falls on the output grid, or every output sample would be
@@ -490,23 +516,24 @@ class _AudioRun:
             self.fifo.read(skip)
         joined = self.fifo.read()
         joined.pts, joined.time_base = first_input + skip, Fraction(1, source_rate)
-        for piece in _to_mono(joined, rate):
-            samples = piece.to_ndarray().reshape(-1)
+        for piece in _resampled(joined, rate):
+            samples = to_mono(piece.to_ndarray(), channel)
             offset = round(piece.pts * piece.time_base * rate) - first
             lo, hi = max(offset, 0), min(offset + len(samples), len(out))
             if hi > lo:
                 out[lo:hi] = samples[lo - offset:hi - offset]
 
 
-def _to_mono(frame: av.AudioFrame, rate: int) -> list[av.AudioFrame]:
-    """`frame` as mono float at `rate`, flushed: the filter graph `av.AudioResampler` builds, but
-    with one thread (AudioResampler's graph starts a thread pool per instance, which cost more than
-    the resampling itself on short clips)."""
+def _resampled(frame: av.AudioFrame, rate: int) -> list[av.AudioFrame]:
+    """`frame` as planar float at `rate`, every channel kept (mixed down by `to_mono`: FFmpeg's own
+    stereo downmix adds sqrt(2) of gain to float output), flushed: the filter graph
+    `av.AudioResampler` builds, but with one thread (AudioResampler's graph starts a thread pool per
+    instance, which cost more than the resampling itself on short clips)."""
     graph = av.filter.Graph()
     graph.threads = 1
     source = graph.add("abuffer", sample_rate=str(frame.sample_rate), sample_fmt=frame.format.name,
                        channel_layout=frame.layout.name, time_base=str(frame.time_base))
-    convert = graph.add("aformat", sample_rates=str(rate), sample_fmts="flt", channel_layouts="mono")
+    convert = graph.add("aformat", sample_rates=str(rate), sample_fmts="fltp")
     sink = graph.add("abuffersink")
     source.link_to(convert)
     convert.link_to(sink)

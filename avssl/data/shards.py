@@ -178,11 +178,13 @@ class ShardDataset(ClipMaker, IterableDataset):
                  image_std: tuple[float, float, float] = IMAGENET_STD, fbank_mean: float = FBANK_MEAN,
                  fbank_std: float = FBANK_STD, shuffle: bool = True, shuffle_buffer: int = 16,
                  fixed_length: bool = True, rank: int = 0, world_size: int = 1, batch_size: int = 1,
-                 drop_last: bool = False, augment: AugmentConfig | None = None):
+                 drop_last: bool = False, augment: AugmentConfig | None = None, audio_frames: int | None = None,
+                 audio_channel: int | str = "mean", eval_crop_fraction: float = 0.875):
         super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
                          clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
                          seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std, augment=augment)
+                         fbank_std=fbank_std, augment=augment, audio_frames=audio_frames,
+                         audio_channel=audio_channel, eval_crop_fraction=eval_crop_fraction)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
         self.start, self.decode_failures, self.skipped_samples = 0, 0, 0
 

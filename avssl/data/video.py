@@ -3,8 +3,10 @@
 Training: random-resized crop (area ``scale``, aspect ``ratio``; ``scale`` (1, 1)
 keeps the whole frame) and horizontal flip (optional: a mirror turns "moving
 left" into "moving right"). Evaluation: resize the short side to
-``size * 256 / 224`` and take the centre ``size`` x ``size`` crop (the ImageNet
-convention CAV-MAE and VideoMAE follow). Every frame of a clip gets the same
+``size / crop_fraction`` and take the centre ``size`` x ``size`` crop: 0.875 (the
+default) resizes 224 -> 256 first, ImageNet's convention; 1.0 resizes straight to
+``size``, as CAV-MAE (``T.Resize(224)`` + ``T.CenterCrop(224)``) and VideoMAE do.
+A model config's ``eval_crop_fraction`` chooses. Every frame of a clip gets the same
 crop and flip, so motion stays coherent; the random parameters come from the
 ``torch.Generator`` passed in, which the dataset seeds from (seed, epoch, index).
 
@@ -15,6 +17,7 @@ All ops run once on the whole (T, 3, H, W) uint8 tensor through
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -24,9 +27,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def eval_resize(size: int) -> int:
-    """Short side to resize to before the evaluation centre crop (256/224 of the crop)."""
-    return int(size * 256 / 224)
+EVAL_CROP_FRACTION = 0.875  # 224 / 256
+
+
+def eval_resize(size: int, crop_fraction: float = EVAL_CROP_FRACTION) -> int:
+    """Short side to resize to before the evaluation centre crop of `size`, which covers
+    `crop_fraction` of it (0.875: 256 for 224; 1.0: `size` itself)."""
+    return int(round(size / crop_fraction, 6))
 
 
 def _rand(generator: torch.Generator | None) -> float:
@@ -91,14 +98,18 @@ class VideoTransform:
 
     ``train=True`` draws a random-resized crop (none when ``scale`` is (1, 1))
     and a coin-flip mirror (when ``flip``) from the generator; ``train=False``
-    is deterministic (short-side resize to ``eval_resize(size)``, centre crop).
+    is deterministic (short-side resize to ``eval_resize(size, crop_fraction)``, centre crop).
     """
 
     def __init__(self, size: int = 224, *, train: bool = False, scale: tuple[float, float] = (0.35, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
-                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD):
+                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+                 crop_fraction: float = EVAL_CROP_FRACTION):
         check_crop(scale, ratio)
+        if not 0 < crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
         self.size = size
+        self.crop_fraction = crop_fraction
         self.train = train
         self.scale = scale
         self.ratio = ratio
@@ -108,7 +119,7 @@ class VideoTransform:
 
     def __repr__(self) -> str:
         return (f"VideoTransform(size={self.size}, train={self.train}, scale={self.scale}, "
-                f"ratio={self.ratio}, flip={self.flip})")
+                f"ratio={self.ratio}, flip={self.flip}, crop_fraction={self.crop_fraction})")
 
     def describe(self) -> list[str]:
         """The random augmentations this transform applies, in words (none in evaluation)."""
@@ -127,7 +138,39 @@ class VideoTransform:
             if self.flip and _rand(generator) < 0.5:
                 clip = TF.horizontal_flip(clip)
         else:
-            clip = TF.resize(clip, [eval_resize(self.size)], antialias=True)
+            clip = TF.resize(clip, [eval_resize(self.size, self.crop_fraction)], antialias=True)
             clip = TF.center_crop(clip, size)
         clip = TF.to_dtype(clip, torch.float32, scale=True)
         return TF.normalize(clip, self.mean, self.std)
+
+
+class SpatialCrops:
+    """(T, H, W, 3) uint8 frames -> (crops, T, 3, size, size) float32, normalised: the evaluation view
+    of `VideoTransform` (short side resized to ``eval_resize(size, crop_fraction)``), taken `crops`
+    times, evenly spaced along the long side from one end to the other and centred along the short
+    side (one crop: exactly `VideoTransform`'s centre crop). Square frames give identical crops.
+    """
+
+    def __init__(self, size: int, crops: int = 3, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, crop_fraction: float = EVAL_CROP_FRACTION) -> None:
+        if crops < 1:
+            raise ValueError(f"crops must be >= 1, got {crops}")
+        self.size, self.crops, self.mean, self.std = size, crops, list(mean), list(std)
+        self.crop_fraction = crop_fraction
+
+    def __repr__(self) -> str:
+        return f"SpatialCrops(size={self.size}, crops={self.crops}, crop_fraction={self.crop_fraction})"
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = TF.resize(rearrange(frames, "t h w c -> t c h w"), [eval_resize(self.size, self.crop_fraction)],
+                         antialias=True)
+        height, width = clip.shape[-2:]
+        slack_y, slack_x = height - self.size, width - self.size
+        views = []
+        for k in range(self.crops):
+            along = 0.5 if self.crops == 1 else k / (self.crops - 1)
+            fy, fx = (0.5, along) if width >= height else (along, 0.5)
+            top, left = int(round(slack_y * fy)), int(round(slack_x * fx))
+            views.append(clip[..., top:top + self.size, left:left + self.size])
+        views = TF.to_dtype(torch.stack(views), torch.float32, scale=True)
+        return TF.normalize(views.flatten(0, 1), self.mean, self.std).unflatten(0, (self.crops, -1))

@@ -92,6 +92,12 @@ class ModelConfig:
     # DataParallel replicas compute it)
     contrastive_directions: Literal["symmetric", "video_to_audio"] = "symmetric"
     contrastive_gather: Literal["global", "local"] = "global"
+    # input pipeline (avssl.data.pipeline): stereo made mono as the "mean" of the channels or one channel
+    # by index (0: CAV-MAE's and AST's first channel); the evaluation view's centre crop as a fraction of
+    # the resized short side (0.875: resize 64 -> 73 or 224 -> 256 first, ImageNet's; 1.0: resize
+    # straight to the crop, CAV-MAE's). Spectrograms are padded or cut to audio_frames (AST's convention)
+    audio_channel: int | str = "mean"
+    eval_crop_fraction: float = 0.875
 
     def __post_init__(self) -> None:
         for key, kind in _SCALARS.items():
@@ -122,15 +128,22 @@ class ModelConfig:
             (self.time_bins >= 0, "time_bins must be >= 0"),
             (self.time_bins == 0 or self.contrastive_view == "full",
              "time_bins > 0 needs contrastive_view='full' (time stretches of the whole clip)"),
+            (self.audio_channel == "mean" or (isinstance(self.audio_channel, int)
+                                              and not isinstance(self.audio_channel, bool) and self.audio_channel >= 0),
+             f"audio_channel must be 'mean' or a channel index >= 0, got {self.audio_channel!r}"),
+            (0.0 < self.eval_crop_fraction <= 1.0, "eval_crop_fraction must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"model config {self.name!r}: {message}")
 
     def preprocessing(self) -> dict[str, Any]:
-        """The input preparation these weights expect, as keyword arguments of `ClipDataset`."""
+        """The input preparation these weights expect, as keyword arguments of `ClipDataset` (the clip
+        shape aside: `avssl.data.pipeline.input_pipeline` adds it and is what the commands use)."""
         return dict(audio_rate=self.audio_rate, num_mel_bins=self.num_mel_bins, image_mean=self.image_mean,
-                    image_std=self.image_std, fbank_mean=self.fbank_mean, fbank_std=self.fbank_std)
+                    image_std=self.image_std, fbank_mean=self.fbank_mean, fbank_std=self.fbank_std,
+                    audio_frames=self.audio_frames, audio_channel=self.audio_channel,
+                    eval_crop_fraction=self.eval_crop_fraction)
 
     @property
     def video_grid(self) -> tuple[int, int, int]:

@@ -89,7 +89,8 @@ def cavmae_model_config(state: dict[str, torch.Tensor], base: ModelConfig | None
     """A ModelConfig that fits the checkpoint: widths, depths, MLP ratio, image size, spectrogram length
     and decoder read from the tensors; heads as CAV-MAE sets them (64-d heads in the encoder, 32-d in
     the decoder: 12 and 16 at base size); LayerNorm eps 1e-5 (torch's default, which CAV-MAE uses);
-    learned positions; `proj_dim = embed_dim`. Clip settings (frames, tubelet depth) come from `base`
+    learned positions; `proj_dim = embed_dim`; CAV-MAE's input pipeline (first audio channel, evaluation
+    view resized straight to the crop, spectrograms padded to the table's length). Clip settings (frames, tubelet depth) come from `base`
     (default: "base"); pass `num_frames=1, tubelet=(1, 16, 16)` through it for CAV-MAE's one frame."""
     base = base or get_config("base")
     dim = state["modality_v"].shape[-1]
@@ -101,6 +102,9 @@ def cavmae_model_config(state: dict[str, torch.Tensor], base: ModelConfig | None
         "frame_size": _image_grid(state, "pos_embed_v")[0] * patch, "tubelet": (base.tubelet[0], patch, patch),
         "num_mel_bins": CAVMAE_MEL_BINS, "audio_patch": patch,
         "audio_frames": _audio_grid(state, "pos_embed_a")[1] * patch, "proj_dim": dim,
+        # CAV-MAE's data path: the first audio channel (sox remix 1), frames resized straight to the crop
+        # (T.Resize(224) + T.CenterCrop(224)); the spectrogram is padded to audio_frames (1024)
+        "audio_channel": 0, "eval_crop_fraction": 1.0,
     }
     if "decoder_embed.weight" in state:
         decoder_dim = state["decoder_embed.weight"].shape[0]

@@ -316,7 +316,8 @@ def transformers_model_config(source: str | Path | TransformersCheckpoint, base:
     if ckpt.kind == "ast":
         length = cfg.get("max_length", 1024)
         values.update(audio_patch=patch, num_mel_bins=cfg.get("num_mel_bins", 128),
-                      audio_frames=length - length % patch)
+                      audio_frames=length - length % patch,
+                      audio_channel=0)  # AST's dataloader: kaldi.fbank of the file's first channel
         if pre.get("do_normalize", True) and "mean" in pre and "std" in pre:
             values.update(fbank_mean=float(pre["mean"]), fbank_std=2 * float(pre["std"]))  # AST divides by 2 std
     else:

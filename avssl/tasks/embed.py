@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
+from avssl.data.pipeline import input_pipeline
 from avssl.models.av_model import AVModel
 from avssl.models.factory import load_model
 from avssl.train.checkpoint import resolve_checkpoint
@@ -105,11 +106,8 @@ def load_checkpoint_model(checkpoint: str | Path, device: str | torch.device = "
 
 def clip_dataset(model: AVModel, source: str | Path, *, clips_per_video: int = 1) -> ClipDataset:
     """Evaluation clips of `source` cut and transformed the way `model` was trained on them."""
-    cfg = model.config
-    return ClipDataset(
-        source, num_frames=cfg.num_frames, clip_duration=cfg.clip_duration, frame_size=cfg.frame_size,
-        sampler="constant", clips_per_video=clips_per_video, train=False, **cfg.preprocessing(),
-    )
+    return ClipDataset(source, sampler="constant", clips_per_video=clips_per_video, train=False,
+                       **input_pipeline(model.config).dataset_kwargs())
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from torch import nn
 from avssl.config import NON_EMPTY, SEED, Check, Range, RunFolder, at_least, save_config, validate_config
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
+from avssl.data.pipeline import input_pipeline
 from avssl.data.loader import build_loader
 from avssl.models.av_model import WEIGHTS_FILE
 from avssl.models.classifier import AVClassifier, layer_decay_groups, load_backbone
@@ -208,8 +209,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         shape = dict(num_frames=data.num_frames, frame_size=data.frame_size, clip_duration=data.clip_duration)
         train_set = ClipDataset(
             train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=cfg.seed,
-            short=data.short_videos, augment=data.augment, **model_cfg.preprocessing(),
-            **{k: v or getattr(model_cfg, k) for k, v in shape.items()},
+            short=data.short_videos, augment=data.augment, **input_pipeline(model_cfg, **shape).dataset_kwargs(),
         )
         if not train_set.classes:
             raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")

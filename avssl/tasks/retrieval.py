@@ -24,10 +24,11 @@ import av
 import torch
 from PIL import Image
 
-from avssl.data.audio import AudioTransform, target_frames
-from avssl.data.decode import DecodedClip, decode_clip, video_stream
+from avssl.data.audio import AudioTransform
+from avssl.data.decode import DecodedClip, video_stream
+from avssl.data.pipeline import input_pipeline
 from avssl.data.sampling import make_sampler
-from avssl.data.video import VideoTransform, eval_resize
+from avssl.data.video import VideoTransform
 from avssl.models.av_model import AVModel
 from avssl.models.config import ModelConfig
 from avssl.tasks.embed import SUFFIXES, Embeddings, embed_source
@@ -137,10 +138,8 @@ def query_window(path: str | Path, clip_duration: float) -> tuple[float, float]:
 def decode_query(path: str | Path, cfg: ModelConfig, modality: Modality) -> DecodedClip:
     """The centre clip of a media file as the model's clips are decoded (frames or sound only)."""
     start, end = query_window(path, cfg.clip_duration)
-    return decode_clip(
-        path, start, end, cfg.num_frames, audio_rate=cfg.audio_rate, short_side=eval_resize(cfg.frame_size),
-        with_video=modality == "video", with_audio=modality == "audio",
-    )
+    return input_pipeline(cfg).decode(path, start, end, with_video=modality == "video",
+                                      with_audio=modality == "audio")
 
 
 def image_frames(path: str | Path, num_frames: int) -> torch.Tensor:
@@ -157,13 +156,12 @@ def image_frames(path: str | Path, num_frames: int) -> torch.Tensor:
 
 def video_transform(cfg: ModelConfig) -> VideoTransform:
     """The evaluation frame transform, built as `ClipDataset(train=False)` builds it."""
-    return VideoTransform(cfg.frame_size, train=False, mean=cfg.image_mean, std=cfg.image_std)
+    return input_pipeline(cfg).video_transform()
 
 
 def audio_transform(cfg: ModelConfig) -> AudioTransform:
     """The evaluation spectrogram transform, built as `ClipDataset(train=False)` builds it."""
-    return AudioTransform(target_frames(cfg.clip_duration), sample_rate=cfg.audio_rate, num_mel_bins=cfg.num_mel_bins,
-                          mean=cfg.fbank_mean, std=cfg.fbank_std, train=False)
+    return input_pipeline(cfg).audio_transform()
 
 
 def query_frames(path: str | Path, cfg: ModelConfig) -> torch.Tensor:

@@ -2,9 +2,10 @@
 
 A video is scored by averaging the class probabilities (softmax, or sigmoid when multi-label) of
 every view: `clips` windows evenly spaced in time (the "constant" sampler) times `crops` square
-crops evenly spaced along the long side of each frame, taken after resizing the short side to the
-model's frame size (left / centre / right for 3 crops on landscape video: SlowFast's and
-VideoMAE's protocol). One clip x one crop is a centred view of the middle of the video, the cheap
+crops evenly spaced along the long side of each frame, taken after resizing the short side as every
+evaluation view is (`avssl.data.pipeline`: to frame_size / eval_crop_fraction; with 1.0, to the frame
+size itself, SlowFast's, VideoMAE's and CAV-MAE's view; left / centre / right for 3 crops on
+landscape video). One clip x one crop is the centred view embedding and retrieval use, the cheap
 check the fine-tuning loop runs every epoch.
 
 `evaluate_classifier` runs this on a labelled source and writes `metrics.json`, `confusion.png`
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from einops import rearrange, repeat
 from tqdm import tqdm
 
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
+from avssl.data.pipeline import input_pipeline
+from avssl.data.video import SpatialCrops  # noqa: F401  (here before avssl.data.pipeline existed)
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
 from avssl.tasks.classification_metrics import average_precision, classification_report, save_confusion_png
@@ -33,35 +35,6 @@ from avssl.tasks.classification_metrics import average_precision, classification
 log = logging.getLogger(__name__)
 
 ViewFn = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
-
-
-class SpatialCrops:
-    """(T, H, W, 3) uint8 frames -> (crops, T, 3, size, size) float32, normalised.
-
-    The short side is resized to `size`; the crops are placed evenly along the long side, from one
-    end to the other (one crop: the centre). Square frames give identical crops.
-    """
-
-    def __init__(self, size: int, crops: int = 3, mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
-        if crops < 1:
-            raise ValueError(f"crops must be >= 1, got {crops}")
-        self.size, self.crops, self.mean, self.std = size, crops, list(mean), list(std)
-
-    def __repr__(self) -> str:
-        return f"SpatialCrops(size={self.size}, crops={self.crops})"
-
-    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        clip = TF.resize(rearrange(frames, "t h w c -> t c h w"), [self.size], antialias=True)
-        height, width = clip.shape[-2:]
-        slack_y, slack_x = height - self.size, width - self.size
-        views = []
-        for k in range(self.crops):
-            fraction = 0.5 if self.crops == 1 else k / (self.crops - 1)
-            top, left = round(slack_y * fraction), round(slack_x * fraction)
-            views.append(clip[..., top:top + self.size, left:left + self.size])
-        views = TF.to_dtype(torch.stack(views), torch.float32, scale=True)
-        return TF.normalize(views.flatten(0, 1), self.mean, self.std).unflatten(0, (self.crops, -1))
 
 
 class MultiViewDataset(ClipDataset):
@@ -73,14 +46,12 @@ class MultiViewDataset(ClipDataset):
                  crops: int = 1, classes: list[str] | None = None, num_frames: int | None = None,
                  frame_size: int | None = None, clip_duration: float | None = None, seed: int = 0,
                  short: str = "pad") -> None:
-        frame_size = frame_size or model_config.frame_size
-        super().__init__(
-            source, num_frames=num_frames or model_config.num_frames, frame_size=frame_size,
-            clip_duration=clip_duration or model_config.clip_duration, sampler="constant", clips_per_video=clips,
-            train=False, seed=seed, classes=classes, short=short, **model_config.preprocessing(),
-        )
+        pipeline = input_pipeline(model_config, num_frames=num_frames, frame_size=frame_size,
+                                  clip_duration=clip_duration)
+        super().__init__(source, sampler="constant", clips_per_video=clips, train=False, seed=seed, classes=classes,
+                         short=short, **pipeline.dataset_kwargs())
         self.clips = clips
-        self.video_transform = SpatialCrops(frame_size, crops, model_config.image_mean, model_config.image_std)
+        self.video_transform = pipeline.spatial_crops(crops)
 
     def video_of(self, index: int) -> int:
         """The video (0-based, in dataset order) an item belongs to."""

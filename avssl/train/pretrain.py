@@ -20,6 +20,7 @@ from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
+from avssl.data.pipeline import input_pipeline
 from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
@@ -148,14 +149,9 @@ def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path
     (a ShardDataset for shards: streamed, split over ranks by the loader, read once for validation)."""
     data = cfg.data
     train_source, val_source = split_sources(data, run_dir, cfg.seed)
-    common = dict(
-        num_frames=data.num_frames or model_cfg.num_frames,
-        frame_size=data.frame_size or model_cfg.frame_size,
-        clip_duration=data.clip_duration or model_cfg.clip_duration,
-        seed=cfg.seed,
-        short=data.short_videos,
-        **model_cfg.preprocessing(),
-    )
+    pipeline = input_pipeline(model_cfg, num_frames=data.num_frames, frame_size=data.frame_size,
+                              clip_duration=data.clip_duration)
+    common = dict(seed=cfg.seed, short=data.short_videos, **pipeline.dataset_kwargs())
     train_type = ShardDataset if is_shard_source(train_source) else ClipDataset
     train = train_type(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True,
                        augment=data.augment, **common)

@@ -17,7 +17,7 @@ def test_three_crops_run_left_centre_right_along_the_long_side():
     # a landscape clip whose pixel values are the column index: crops are told apart by their columns
     columns = torch.arange(96, dtype=torch.uint8)
     frames = columns.view(1, 1, 96, 1).expand(2, 32, 96, 3).contiguous()
-    crops = SpatialCrops(32, crops=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))(frames)
+    crops = SpatialCrops(32, crops=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_fraction=1.0)(frames)
     assert crops.shape == (3, 2, 3, 32, 32)
     first_columns = [round(float(view[0, 0, 0, 0]) * 255) for view in crops]
     assert first_columns == [0, 32, 64]
