@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avssl.data.decode import DecodeError
     from avssl.tasks.embed import load_checkpoint_model
     from avssl.tasks.report import retrieval_page
     from avssl.tasks.retrieval import (embed_query, guess_modality, is_image, open_gallery, other_modality,
@@ -43,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint_model(args.checkpoint, pick_device(args.device))
     index = open_gallery(args.gallery, model, clips_per_video=args.clips_per_video, batch_size=args.batch_size,
                          num_workers=args.num_workers)
-    query = embed_query(model, args.query, modality)
+    try:
+        query = embed_query(model, args.query, modality)
+    except DecodeError as err:  # a damaged query file is an input error: one line, exit 2
+        raise ValueError(f"cannot decode the query's {'frames' if modality == 'video' else 'sound'}: {err}") from None
     target = other_modality(modality)
     matches = index.search(query, args.top_k, target=target)
     window = (0.0, 0.0) if is_image(args.query) else query_window(args.query, model.config.clip_duration)

@@ -110,6 +110,29 @@ def test_user_errors_exit_2(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert "query file not found" in capsys.readouterr().err
 
 
+def test_damaged_videos_in_a_gallery_are_left_out_and_a_damaged_query_is_one_line(
+        setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: an MP4 whose sample table box is renamed has a video stream without a decoder."""
+    monkeypatch.setenv("AVSSL_CACHE_DIR", str(setup["root"] / "cache"))
+    gallery = setup["root"] / "gallery_with_a_bad_file"
+    gallery.mkdir()
+    good = sorted((setup["corpus"] / "circle_low").glob("*.mp4"))
+    for video in good:
+        (gallery / video.name).write_bytes(video.read_bytes())
+    damaged = gallery / "damaged.mp4"
+    damaged.write_bytes(good[0].read_bytes().replace(b"stbl", b"xtbl", 1))
+    code = main(["retrieve", "--checkpoint", str(setup["checkpoint"]), "--gallery", str(gallery),
+                 "--query", str(good[0]), "--top-k", "5", "--num-workers", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"among {len(good)} gallery clips" in out and "damaged.mp4" not in out
+    code = main(["retrieve", "--checkpoint", str(setup["checkpoint"]), "--gallery", str(gallery),
+                 "--query", str(damaged), "--num-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == \
+        f"avssl retrieve: error: cannot decode the query's frames: {damaged}: no decoder for the video stream"
+
+
 def test_console_script_help() -> None:
     result = subprocess.run([sys.executable, "-m", "avssl", "evaluate", "retrieval", "--help"],
                             capture_output=True, text=True, timeout=60)
