@@ -117,6 +117,7 @@ def run_one(name: str, corpus: Path, seed: int, out: Path, args: argparse.Namesp
         pretrain.append(f"data.val={files['val']}")
     if args.epochs:
         pretrain.append(f"train.epochs={args.epochs}")
+    pretrain += args.set
     start = time.perf_counter()
     avssl(*pretrain, log=log)
     row = {"pretrain_s": time.perf_counter() - start}
@@ -173,13 +174,17 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
     parser.add_argument("--labels-per-class", type=int, help="fine-tuning labels (default 10; 4 with --quick)")
     parser.add_argument("--no-finetune", action="store_true", help="retrieval only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pretraining override on top of the recipe (repeatable), e.g. model.time_bins=6")
+    parser.add_argument("--corpus-seed", type=int, default=0,
+                        help="seed of the generated corpora: 0 for reported figures, another for tuning")
     args = parser.parse_args()
     args.labels_per_class = args.labels_per_class or (4 if args.quick else 10)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for name in args.corpora:
         corpus = args.out / f"corpus-{name}"
         if not (corpus / "train.csv").is_file():
-            make_corpus(corpus, seed=0, **CORPORA[name][args.quick])
+            make_corpus(corpus, seed=args.corpus_seed, **CORPORA[name][args.quick])
         results[name] = {seed: run_one(name, corpus, seed, args.out / f"{name}-seed{seed}", args)
                          for seed in args.seeds}
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
