@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avssl.data.decode import DecodeError
-    from avssl.tasks.embed import load_checkpoint_model
+    from avssl.models.factory import load_model
     from avssl.tasks.report import retrieval_page
     from avssl.tasks.retrieval import (embed_query, guess_modality, is_image, open_gallery, other_modality,
                                        query_window)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     modality = args.modality or guess_modality(args.query)
-    model = load_checkpoint_model(args.checkpoint, pick_device(args.device))
+    model = load_model(args.checkpoint, pick_device(args.device)).eval()
     index = open_gallery(args.gallery, model, clips_per_video=args.clips_per_video, batch_size=args.batch_size,
                          num_workers=args.num_workers)
     try:

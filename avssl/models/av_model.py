@@ -22,13 +22,10 @@ loss = mae_weight * (loss_mae_video + loss_mae_audio) + contrastive_weight * los
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from avssl.losses import ContrastiveLoss, mae_loss
@@ -38,9 +35,7 @@ from avssl.models.decoder import MAEDecoder
 from avssl.models.encoders import AudioEncoder, VideoEncoder, drop_path_rates
 from avssl.models.layers import JointBlock, init_weights, run_blocks
 from avssl.models.patch_embed import audio_patches, video_patches
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from avssl.models.weights import SavesPretrained
 
 
 def _proj_norm(config: ModelConfig) -> nn.Module:
@@ -50,7 +45,7 @@ def _proj_norm(config: ModelConfig) -> nn.Module:
     return nn.BatchNorm1d(width, affine=False) if config.proj_norm == "batch" else nn.Identity()
 
 
-class AVModel(nn.Module):
+class AVModel(SavesPretrained, nn.Module):
     """Video and audio encoders with shared joint layers, an MAE decoder and projection heads."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -220,13 +215,6 @@ class AVModel(nn.Module):
         """Number of parameters (only those with requires_grad when `trainable_only`)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `model.safetensors` and `config.json` (the ModelConfig) into `directory`; returns it.
-        `avssl.load_model(directory)` reads them back."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = json.dumps(dataclasses.asdict(self.config), indent=2)
-        (directory / CONFIG_FILE).write_text(config + "\n")
-        return directory
+    def pretrained_config(self) -> dict:
+        """config.json: the ModelConfig fields (`avssl.models.weights`; `avssl.load_model` reads it back)."""
+        return dataclasses.asdict(self.config)

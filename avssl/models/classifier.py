@@ -14,24 +14,21 @@ then adds a linear head on pooled features. Three modes:
 
 The head is dropout + linear (timm's `reset_classifier(n)` replaces it). `save_pretrained` writes
 `model.safetensors` + `config.json` (the ModelConfig fields plus a "classifier" entry: mode, fusion,
-classes, multi_label, dropout), and `load_classifier` reads it back.
+classes, multi_label, dropout), and `avssl.models.factory.load_classifier` reads it back.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from avssl.models.av_model import CONFIG_FILE, WEIGHTS_FILE, AVModel
-from avssl.models.config import ModelConfig, config_from_dict
-from avssl.models.factory import create_model, load_model
+from avssl.models.av_model import AVModel
+from avssl.models.config import ModelConfig
+from avssl.models.weights import SavesPretrained
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ CLASSIFIER_KEY = "classifier"  # the entry of config.json that marks a classifie
 _UNUSED_BY_CLASSIFIER = ("decoder", "video_proj", "audio_proj", "video_proj_norm", "audio_proj_norm", "contrastive")
 
 
-class AVClassifier(nn.Module):
+class AVClassifier(SavesPretrained, nn.Module):
     """Encoders of an `AVModel` + a linear head over their pooled (and fused) features.
 
     backbone: the pretrained (or freshly created) `AVModel`; it is trimmed in place (decoder,
@@ -127,72 +124,9 @@ class AVClassifier(nn.Module):
         return {"mode": self.mode, "fusion": self.fusion, "classes": list(self.classes),
                 "multi_label": self.multi_label, "dropout": self.head_drop.p}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `model.safetensors` and `config.json` into `directory`; `load_classifier` reads them."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = dataclasses.asdict(self.config)
-        config[CLASSIFIER_KEY] = self.classifier_config()
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        return directory
-
-
-def is_classifier_folder(path: str | Path) -> bool:
-    """Whether a saved-model folder holds an `AVClassifier` (rather than a pretraining `AVModel`)."""
-    config = Path(path) / CONFIG_FILE
-    return config.is_file() and CLASSIFIER_KEY in json.loads(config.read_text())
-
-
-def load_classifier(path: str | Path, map_location: str = "cpu") -> AVClassifier:
-    """An `AVClassifier` from a folder written by its `save_pretrained`: a fine-tuning checkpoint, or a
-    fine-tuning run folder (its best checkpoint)."""
-    from avssl.train.checkpoint import resolve_checkpoint  # models stay importable without the trainer
-
-    path = resolve_checkpoint(path, which="best")
-    weights, config_path = path / WEIGHTS_FILE, path / CONFIG_FILE
-    for needed in (weights, config_path):
-        if not needed.is_file():
-            raise FileNotFoundError(f"{needed} not found; a saved classifier is a folder written by save_pretrained()")
-    values = json.loads(config_path.read_text())
-    if CLASSIFIER_KEY not in values:
-        raise ValueError(f"{config_path} describes a pretraining model, not a classifier: "
-                         "use avssl.load_model, or fine-tune it first (avssl finetune)")
-    head = values.pop(CLASSIFIER_KEY)
-    model = AVClassifier(AVModel(config_from_dict(values)), len(head["classes"]), mode=head["mode"],
-                         fusion=head["fusion"], dropout=head["dropout"], classes=head["classes"],
-                         multi_label=head["multi_label"])
-    model.load_state_dict(load_file(str(weights), device=map_location))
-    log.info("loaded a %d-class %s classifier from %s", model.num_classes, model.mode, path)
-    return model.to(map_location)
-
-
-def load_backbone(init: str | Path, model: dict[str, Any] | None = None) -> AVModel:
-    """The encoders to fine-tune or probe. init "none": `create_model(model["name"], **rest)`. Otherwise
-    the pretrained weights at `init`: a checkpoint folder, a run folder (its best checkpoint) or a
-    saved-model folder (imported weights), with the `model` overrides that keep the weights' shapes
-    (e.g. drop_path) applied; `model["name"]` is then ignored (the weights know their shape)."""
-    from avssl.train.checkpoint import resolve_checkpoint  # models stay importable without the trainer
-
-    model = model or {}
-    overrides = {k: v for k, v in model.items() if k != "name"}
-    if str(init) in ("", "none"):
-        return create_model(model.get("name", "tiny"), **overrides)
-    folder = resolve_checkpoint(init, which="best")
-    if is_classifier_folder(folder):
-        raise ValueError(f"init={init} holds a fine-tuned classifier, not pretrained encoders: continue that run "
-                         "with train.resume=PATH, or load it with avssl.models.classifier.load_classifier")
-    backbone = load_model(folder)
-    log.info("encoders from %s (%s)", folder, backbone.config.name)
-    if not overrides:
-        return backbone
-    rebuilt = create_model(backbone.config, **overrides)
-    try:
-        rebuilt.load_state_dict(backbone.state_dict())
-    except RuntimeError as err:
-        raise ValueError(f"model overrides {overrides} change the shapes of the weights in {folder}: {err}") from err
-    return rebuilt
+    def pretrained_config(self) -> dict[str, Any]:
+        """config.json: the ModelConfig fields plus the "classifier" entry (`avssl.models.weights`)."""
+        return {**dataclasses.asdict(self.config), CLASSIFIER_KEY: self.classifier_config()}
 
 
 def layer_id(name: str, depth: int, joint_depth: int) -> int:

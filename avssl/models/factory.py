@@ -4,20 +4,22 @@
     >>> model = avssl.create_model("tiny", proj_dim=32)   # a named size, fields overridden
     >>> model.save_pretrained("out/tiny")                  # model.safetensors + config.json
     >>> same = avssl.load_model("out/tiny")
+
+Every saved model, pretraining `AVModel` or fine-tuned `AVClassifier`, is read by `load` (the format
+and where folders are found: `avssl.models.weights`); `load_model`, `load_classifier` and
+`load_backbone` are `load` with what the caller expects.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
-
-from avssl.models.av_model import CONFIG_FILE, WEIGHTS_FILE, AVModel
+from avssl.models.av_model import AVModel
+from avssl.models.classifier import CLASSIFIER_KEY, AVClassifier
 from avssl.models.config import MODEL_CONFIGS, ModelConfig, config_from_dict, get_config
-from avssl.train.checkpoint import resolve_checkpoint
+from avssl.models.weights import CONFIG_FILE, load_weights, read_config, saved_files
 
 log = logging.getLogger(__name__)
 
@@ -38,47 +40,91 @@ def create_model(name_or_config: str | ModelConfig = "tiny", **overrides: Any) -
     return AVModel(config_from_dict(overrides, base=config, where="create_model override"))
 
 
-def _resolve(path: Path) -> tuple[Path, Path]:
-    """(weights file, config file) for a model folder, a run folder or a .safetensors path."""
-    if path.is_dir() and not (path / WEIGHTS_FILE).exists():
-        path = resolve_checkpoint(path, "best")  # a run folder or its checkpoints/ folder
-    if path.is_dir():
-        weights = path / WEIGHTS_FILE
-    elif path.suffix == ".safetensors":
-        weights = path
+def build_from_config(values: dict[str, Any]) -> AVModel | AVClassifier:
+    """A freshly initialised model of a `config.json`: an `AVClassifier` when it has a "classifier"
+    entry, else an `AVModel`."""
+    values = dict(values)
+    head = values.pop(CLASSIFIER_KEY, None)
+    backbone = AVModel(config_from_dict(values))
+    if head is None:
+        return backbone
+    return AVClassifier(backbone, len(head["classes"]), mode=head["mode"], fusion=head["fusion"],
+                        dropout=head["dropout"], classes=head["classes"], multi_label=head["multi_label"])
+
+
+class WrongModelKind(ValueError):
+    """A saved model is not the kind the caller asked for (a classifier where encoders were expected,
+    or the reverse)."""
+
+
+_WRONG_KIND = {  # (what was expected, what the folder holds) -> the advice
+    (AVModel, AVClassifier): "holds a fine-tuned classifier, not a pretraining model: use "
+                             "avssl.models.factory.load_classifier (or avssl.models.factory.load)",
+    (AVClassifier, AVModel): "describes a pretraining model, not a classifier: use avssl.load_model, or "
+                             "fine-tune it first (avssl finetune)",
+}
+
+
+def load(path: str | Path, map_location: str = "cpu", *, expect: type | None = None) -> AVModel | AVClassifier:
+    """The model saved at `path` by `save_pretrained`: a saved-model folder (or its model.safetensors),
+    a checkpoint folder, or a run folder of `avssl pretrain` / `avssl finetune` (its best checkpoint).
+
+    Reads only safetensors and JSON (never pickle); checkpoints are verified against their checksums
+    and every weight must match the config's shapes. `expect` (AVModel or AVClassifier): a ValueError
+    when the folder holds the other kind."""
+    weights, config_path = saved_files(path)
+    values = read_config(config_path)
+    kind = AVClassifier if CLASSIFIER_KEY in values else AVModel
+    if expect is not None and kind is not expect:
+        raise WrongModelKind(f"{config_path} {_WRONG_KIND[expect, kind]}")
+    model = build_from_config(values)
+    load_weights(model, weights, map_location, what=f"its config ({model.config.name})")
+    if isinstance(model, AVClassifier):
+        log.info("loaded a %d-class %s classifier from %s", model.num_classes, model.mode, weights.parent)
     else:
-        raise FileNotFoundError(
-            f"{path}: expected a folder holding {WEIGHTS_FILE} + {CONFIG_FILE}, or a .safetensors file"
-            + ("" if path.exists() else " (it does not exist)")
-        )
-    config = weights.parent / CONFIG_FILE
-    for needed in (weights, config):
-        if not needed.is_file():
-            raise FileNotFoundError(f"{needed} not found; a saved model is a folder written by save_pretrained()")
-    return weights, config
+        log.info("loaded %s model (%.1fM parameters) from %s", model.config.name, model.num_parameters() / 1e6,
+                 weights)
+    return model.to(map_location)
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> AVModel:
     """An `AVModel` from a folder written by `save_pretrained` (or its model.safetensors path), or
-    from a run folder of `avssl pretrain` (its best checkpoint).
+    from a run folder of `avssl pretrain` (its best checkpoint). See `load`."""
+    return load(path, map_location, expect=AVModel)  # type: ignore[return-value]
 
-    Reads only safetensors and JSON (never pickle); every weight must match the config's shapes.
-    """
-    weights, config_path = _resolve(Path(path))
+
+def load_classifier(path: str | Path, map_location: str = "cpu") -> AVClassifier:
+    """An `AVClassifier` from a folder written by its `save_pretrained`: a fine-tuning checkpoint, or a
+    fine-tuning run folder (its best checkpoint). See `load`."""
+    return load(path, map_location, expect=AVClassifier)  # type: ignore[return-value]
+
+
+def is_classifier_folder(path: str | Path) -> bool:
+    """Whether a saved-model folder holds an `AVClassifier` (rather than a pretraining `AVModel`)."""
+    config = Path(path) / CONFIG_FILE
+    return config.is_file() and CLASSIFIER_KEY in read_config(config)
+
+
+def load_backbone(init: str | Path, model: dict[str, Any] | None = None) -> AVModel:
+    """The encoders to fine-tune or probe. init "none": `create_model(model["name"], **rest)`. Otherwise
+    the pretrained weights at `init`: a checkpoint folder, a run folder (its best checkpoint) or a
+    saved-model folder (imported weights), with the `model` overrides that keep the weights' shapes
+    (e.g. drop_path) applied; `model["name"]` is then ignored (the weights know their shape)."""
+    model = model or {}
+    overrides = {k: v for k, v in model.items() if k != "name"}
+    if str(init) in ("", "none"):
+        return create_model(model.get("name", "tiny"), **overrides)
     try:
-        values = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}: not valid JSON ({err})") from err
-    if not isinstance(values, dict):
-        raise ValueError(f"{config_path}: expected a JSON object of model config fields")
-    config = config_from_dict(values)
-    model = AVModel(config)
-    state = load_file(str(weights), device=map_location)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights} does not match its config ({config.name}): missing {sorted(missing)[:8]}, "
-            f"unexpected {sorted(unexpected)[:8]}"
-        )
-    log.info("loaded %s model (%.1fM parameters) from %s", config.name, model.num_parameters() / 1e6, weights)
-    return model.to(map_location)
+        backbone = load_model(init)
+    except WrongModelKind:
+        raise ValueError(f"init={init} holds a fine-tuned classifier, not pretrained encoders: continue that run "
+                         "with train.resume=PATH, or load it with avssl.models.factory.load_classifier") from None
+    log.info("encoders from %s (%s)", init, backbone.config.name)
+    if not overrides:
+        return backbone
+    rebuilt = create_model(backbone.config, **overrides)
+    try:
+        rebuilt.load_state_dict(backbone.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"model overrides {overrides} change the shapes of the weights in {init}: {err}") from err
+    return rebuilt

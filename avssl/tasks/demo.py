@@ -29,13 +29,13 @@ from avssl.config import NON_EMPTY, SEED, Check, Range, above, at_least, save_co
 from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.synthetic import CLASSES, make_corpus
 from avssl.models.factory import create_model, load_model
+from avssl.models.weights import resolve_checkpoint
 from avssl.tasks.embed import Embeddings, embed_source
 from avssl.tasks.evaluate import retrieval_metrics, write_json
 from avssl.tasks.finetune import FinetuneConfig, FinetuneDataConfig, FinetuneResult, HeadConfig, run_finetune
 from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.report import RetrievalExample, demo_page
 from avssl.tasks.retrieval import RetrievalIndex
-from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.config import TrainConfig
 from avssl.train.pretrain import DataConfig, PretrainConfig, run_pretrain
 

@@ -24,7 +24,6 @@ from avssl.data.loader import build_loader
 from avssl.data.pipeline import input_pipeline
 from avssl.models.av_model import AVModel
 from avssl.models.factory import load_model
-from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
@@ -95,15 +94,6 @@ class Embeddings:
         raise ValueError(f"embeddings file {path}: expected a {' or '.join(SUFFIXES)} suffix")
 
 
-def load_checkpoint_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> AVModel:
-    """The model of a checkpoint folder, a run folder (its best checkpoint) or released weights,
-    in eval mode on `device`."""
-    folder = resolve_checkpoint(checkpoint, "best")
-    model = load_model(folder)
-    log.info("loaded %s model from %s", model.config.name, folder)
-    return model.eval().to(device)
-
-
 def clip_dataset(model: AVModel, source: str | Path, *, clips_per_video: int = 1) -> ClipDataset:
     """Evaluation clips of `source` cut and transformed the way `model` was trained on them."""
     return ClipDataset(source, sampler="constant", clips_per_video=clips_per_video, train=False,
@@ -147,7 +137,7 @@ def embed_source(
     if isinstance(checkpoint, AVModel):
         model, name = checkpoint, ""
     else:
-        model, name = load_checkpoint_model(checkpoint, pick_device(device)), str(checkpoint)
+        model, name = load_model(checkpoint, pick_device(device)).eval(), str(checkpoint)
     dataset = clip_dataset(model, source, clips_per_video=clips_per_video)
     embeddings = embed_dataset(model, dataset, batch_size=batch_size, num_workers=num_workers,
                                show_progress=show_progress)

@@ -21,7 +21,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from avssl.config import NON_EMPTY, SEED, Check, Range, RunFolder, at_least, save_config, validate_config
@@ -29,13 +28,13 @@ from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.pipeline import input_pipeline
 from avssl.data.loader import build_loader
-from avssl.models.av_model import WEIGHTS_FILE
-from avssl.models.classifier import AVClassifier, layer_decay_groups, load_backbone
+from avssl.models.classifier import AVClassifier, layer_decay_groups
+from avssl.models.factory import load_backbone
+from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classifier, predict_videos
 from avssl.train import distributed as distr
-from avssl.train.checkpoint import resolve_checkpoint
 from avssl.train.config import TrainConfig
 from avssl.train.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
@@ -178,7 +177,7 @@ def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, v
     """Score the best checkpoint on the test set (or validation) with eval_clips x eval_crops views."""
     data = cfg.data
     best = resolve_checkpoint(run_dir / "checkpoints", which="best")
-    model.load_state_dict(load_file(str(best / WEIGHTS_FILE), device=str(next(model.parameters()).device)))
+    load_weights(model, best, next(model.parameters()).device, what="the classifier it fine-tuned")
     source = data.test or val_source
     dataset = MultiViewDataset(
         source, model_config=model.config, clips=data.eval_clips, crops=1 if cfg.mode == "audio" else data.eval_crops,

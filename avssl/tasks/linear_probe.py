@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from avssl.models.av_model import AVModel
-from avssl.models.classifier import AVClassifier, load_backbone
+from avssl.models.classifier import AVClassifier
+from avssl.models.factory import load_backbone
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.video_eval import MultiViewDataset, VideoOutputs, per_video
 from avssl.train.distributed import pick_device

@@ -6,9 +6,9 @@ featurised here from an image (repeated as a still clip), a video file (the fram
 centre clip) or the sound of an audio/video file, with the same decoder and evaluation
 transforms as the dataset, so a query looks to the model exactly like a gallery clip.
 
-    >>> from avssl.tasks.embed import load_checkpoint_model
+    >>> from avssl.models.factory import load_model
     >>> from avssl.tasks.retrieval import embed_query
-    >>> model = load_checkpoint_model("runs/pretrain")          # a run folder: its best checkpoint
+    >>> model = load_model("runs/pretrain").eval()          # a run folder: its best checkpoint
     >>> index = avssl.RetrievalIndex.load("gallery.pt")          # from `avssl embed`, or:
     >>> index = avssl.RetrievalIndex.build(model, "videos/")     # embed a folder now
     >>> index.search(embed_query(model, "dog.jpg", "video"), k=5, target="audio")

@@ -11,14 +11,13 @@ of the same step is first renamed aside (`.old-step_…`) and deleted only after
 so a run killed at any moment leaves a complete checkpoint behind. A failed write (disk full)
 removes the temporary folder and raises one `CheckpointWriteError`.
 
-Reading: every file is checked against `checksums.json` before anything is loaded, and unreadable
+Finding a checkpoint and verifying its checksums is `avssl.models.weights` (loading a model needs it
+without the trainer). Reading: every file is checked before anything is loaded, and unreadable
 files are reported as a `CheckpointError` naming the file (never a raw unpickling or safetensors
 error). `load_latest` tries the checkpoints of a folder newest first and says which it skipped.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -30,21 +29,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from avssl.files import new_file_mode, write_json_atomic
+from avssl.models.weights import (
+    INDEX_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    is_checkpoint_folder,
+    read_index,
+    read_weights,
+    resolve_checkpoint,
+    write_checksums,
+)
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.pt"
-WEIGHTS_FILE = "model.safetensors"
-INDEX_FILE = "index.json"
-CHECKSUM_FILE = "checksums.json"
 _FOLDER = re.compile(r"^(\.old-)?step_(\d+)$")  # a checkpoint, or one renamed aside while being replaced
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is damaged or incomplete: a file is missing, fails its checksum or cannot be read."""
 
 
 class CheckpointWriteError(OSError, ValueError):
@@ -85,63 +86,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _read_index(directory: Path) -> dict[str, Any]:
-    """The index of a checkpoints folder; {} when absent or unreadable (the folders themselves remain)."""
-    path = directory / INDEX_FILE
-    if not path.is_file():
-        return {}
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        log.warning("%s is unreadable (%s): ignoring it", path, err)
-        return {}
-    return index if isinstance(index, dict) else {}
-
-
-def _sha256(path: Path, *, sync: bool = False) -> str:
-    """The file's sha256; with `sync`, the file is also flushed to disk (before a save renames its
-    folder into place, so that a crash of the machine never exposes unwritten data)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-        if sync:
-            os.fsync(handle.fileno())
-    return digest.hexdigest()
-
-
-def write_checksums(folder: Path) -> Path:
-    """Record the size and sha256 of every file in `folder` in its `checksums.json`, syncing each."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p, sync=True)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUM_FILE}
-    return write_json_atomic(folder / CHECKSUM_FILE, {"algorithm": "sha256", "files": files}, indent=2)
-
-
-def verify_checkpoint(folder: str | Path) -> bool:
-    """Check every file of a checkpoint folder against its `checksums.json`; raise `CheckpointError`
-    naming the first file that is missing, of the wrong size or damaged. Returns False for a folder
-    without checksums (weights from `avssl import-weights`, checkpoints of older versions): nothing
-    to verify against."""
-    folder = Path(folder)
-    manifest = folder / CHECKSUM_FILE
-    if not manifest.is_file():
-        return False
-    try:
-        files = json.loads(manifest.read_text())["files"]
-        expected = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in files.items()}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{folder}: {CHECKSUM_FILE} is unreadable ({type(err).__name__})") from None
-    for name, (size, sha256) in expected.items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{folder}: {name} is missing")
-        if path.stat().st_size != size:
-            raise CheckpointError(f"{folder}: {name} has {path.stat().st_size} bytes, {size} expected (truncated?)")
-        if _sha256(path) != sha256:
-            raise CheckpointError(f"{folder}: {name} does not match its sha256 checksum (damaged)")
-    return True
 
 
 def _write_folder(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
@@ -197,7 +141,7 @@ def save_checkpoint(
         directory.mkdir(parents=True, exist_ok=True)
         _write_folder(tmp, model, state)
         _move_in(tmp, final)
-        index = _read_index(directory)
+        index = read_index(directory)
         index["last"] = name
         best = index.get("best_metric")
         if metric is not None and (best is None or (metric > best if higher_is_better else metric < best)):
@@ -213,7 +157,7 @@ def save_checkpoint(
 
 def _write_error(err: OSError, final: Path) -> CheckpointWriteError:
     """One line saying what failed and what is left (the index still names the last good checkpoint)."""
-    kept = _read_index(final.parent).get("last")
+    kept = read_index(final.parent).get("last")
     left = f"the last good checkpoint, {final.parent / kept}, is intact" if kept else "no earlier checkpoint exists"
     error = CheckpointWriteError(f"cannot write checkpoint {final}: {err.strerror or err}; {left}")
     error.errno = err.errno
@@ -230,31 +174,6 @@ def _prune(directory: Path, keep: int, protect: set[str | None]) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _is_checkpoint_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in (STATE_FILE, WEIGHTS_FILE, CHECKSUM_FILE))
-
-
-def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
-    """A checkpoint folder from itself, a `checkpoints/` folder, or a run folder (`last` or `best`),
-    verified against its checksums (`CheckpointError` when damaged)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if _is_checkpoint_folder(path):
-        verify_checkpoint(path)
-        return path
-    for directory in (path, path / "checkpoints"):
-        index = _read_index(directory)
-        name = index.get(which) or index.get("last")
-        if name and (directory / name).is_dir():
-            return resolve_checkpoint(directory / name)
-    raise FileNotFoundError(f"no checkpoint in {path} (expected {WEIGHTS_FILE} or checkpoints/{INDEX_FILE})")
-
-
-def _is_checkpoint_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in (STATE_FILE, WEIGHTS_FILE, CHECKSUM_FILE))
-
-
 def _rank(folder: Path) -> tuple[int, bool]:
     """(step, not renamed aside) of a checkpoint folder's name."""
     match = _FOLDER.match(folder.name)
@@ -268,13 +187,13 @@ def resume_candidates(source: str | Path) -> list[Path]:
     copy renamed aside by a save killed mid-replace. Checkpoints newer than `last` belong to an
     abandoned line of training (a resume from an older checkpoint) and are left out."""
     source = Path(source)
-    if _is_checkpoint_folder(source):
+    if is_checkpoint_folder(source):
         return [source]
     for directory in (source, source / "checkpoints"):
         if not directory.is_dir():
             continue
         folders = {p for p in directory.iterdir() if _FOLDER.match(p.name) and p.is_dir()}
-        last = _read_index(directory).get("last")
+        last = read_index(directory).get("last")
         if isinstance(last, str) and _FOLDER.match(last):
             newest = _rank(directory / last)[0]
             folders = {directory / last} | {p for p in folders if _rank(p)[0] <= newest}
@@ -291,7 +210,7 @@ def _read_state(folder: Path, map_location: str | torch.device) -> tuple[dict[st
         raise FileNotFoundError(f"{folder} holds weights only ({STATE_FILE} missing): it cannot resume a run")
     current = WEIGHTS_FILE
     try:
-        weights = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
+        weights = read_weights(folder, map_location)
         current = STATE_FILE
         state = torch.load(folder / STATE_FILE, map_location=map_location, weights_only=True)
         Position(**state["position"])

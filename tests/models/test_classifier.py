@@ -6,15 +6,8 @@ import json
 import pytest
 import torch
 
-from avssl.models.classifier import (
-    AVClassifier,
-    is_classifier_folder,
-    layer_decay_groups,
-    layer_id,
-    load_backbone,
-    load_classifier,
-)
-from avssl.models.factory import create_model
+from avssl.models.classifier import AVClassifier, layer_decay_groups, layer_id
+from avssl.models.factory import create_model, is_classifier_folder, load_backbone, load_classifier
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import avssl
 from avssl.data.decode import decode_clip
 from avssl.data.synthetic import make_corpus, write_video
 from avssl.models.factory import create_model, load_model
-from avssl.tasks.embed import Embeddings, embed_source, load_checkpoint_model
+from avssl.tasks.embed import Embeddings, embed_source
 from avssl.tasks.evaluate import retrieval_metrics
 from avssl.tasks.report import save_wav
 from avssl.tasks.retrieval import (Match, RetrievalIndex, embed_query, guess_modality, open_gallery,
@@ -161,7 +161,7 @@ def test_audio_file_and_image_queries(gallery: Embeddings, checkpoint: Path, tmp
 
 def test_open_gallery_from_file_or_source(gallery: Embeddings, corpus: Path, checkpoint: Path,
                                           tmp_path: Path) -> None:
-    model = load_checkpoint_model(checkpoint)
+    model = load_model(checkpoint)
     from_file = open_gallery(gallery.save(tmp_path / "g.safetensors"), model)
     from_source = open_gallery(corpus / "train.csv", model, num_workers=0, show_progress=False)
     assert torch.allclose(from_file.embeddings.video_emb, from_source.embeddings.video_emb, atol=1e-5)

@@ -12,7 +12,7 @@ from PIL import Image
 from avssl.cli import main
 from avssl.config import load_config
 from avssl.data.synthetic import make_corpus
-from avssl.models.classifier import load_classifier
+from avssl.models.factory import load_classifier
 from avssl.models.factory import create_model
 from avssl.tasks.finetune import FinetuneConfig, mixup, run_finetune, soft_targets
 from avssl.tasks.linear_probe import linear_probe

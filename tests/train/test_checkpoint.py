@@ -15,17 +15,14 @@ import torch
 from safetensors.torch import save_file
 
 from avssl.train import checkpoint
+from avssl.models.weights import CHECKSUM_FILE, CheckpointError, resolve_checkpoint, verify_checkpoint
 from avssl.train.checkpoint import (
-    CHECKSUM_FILE,
-    CheckpointError,
     CheckpointWriteError,
     Position,
     load_checkpoint,
     load_latest,
-    resolve_checkpoint,
     resume_candidates,
     save_checkpoint,
-    verify_checkpoint,
 )
 from avssl.train.schedule import warmup_cosine
 

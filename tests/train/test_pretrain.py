@@ -20,7 +20,8 @@ from avssl.cli import main
 from avssl.config import load_config
 from avssl.train import checkpoint as checkpoint_module
 from avssl.train import pretrain as pretrain_module
-from avssl.train.checkpoint import Position, resolve_checkpoint
+from avssl.models.weights import resolve_checkpoint
+from avssl.train.checkpoint import Position
 from avssl.train.observe import read_metrics
 from avssl.train.pretrain import PretrainConfig, run_pretrain
 from avssl.train.trainer import NonFiniteLossError
