@@ -142,31 +142,3 @@ def layer_id(name: str, depth: int, joint_depth: int) -> int:
     if joint:
         return depth + 1 + int(joint.group(1))
     return depth + joint_depth + 1
-
-
-def layer_decay_groups(model: AVClassifier | AVModel, lr: float, weight_decay: float,
-                       decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups with layer-wise lr decay (BEiT / MAE fine-tuning): a parameter at
-    depth d of L + 1 gets lr * decay ** (L + 1 - d), so the head learns at `lr` and the patch
-    embedding at the smallest rate. Weight decay follows `avssl.train.trainer.param_groups`
-    (none on biases, norms and embeddings). Each group carries an explicit "lr", which the
-    trainer's schedule scales. decay=1 gives every parameter `lr`.
-    """
-    if not 0 < decay <= 1:
-        raise ValueError(f"layer decay must be in (0, 1], got {decay}")
-    from avssl.train.trainer import param_groups  # models stay importable without the trainer
-
-    cfg = model.config
-    top = cfg.depth + cfg.joint_depth + 1
-    wd_of = {id(p): group["weight_decay"] for group in param_groups(model, weight_decay) for p in group["params"]}
-    groups: dict[tuple[int, float], dict[str, Any]] = {}
-    for name, param in model.named_parameters():
-        if id(param) not in wd_of:
-            continue
-        depth = layer_id(name, cfg.depth, cfg.joint_depth)
-        key = (depth, wd_of[id(param)])
-        if key not in groups:
-            groups[key] = {"params": [], "lr": lr * decay ** (top - depth), "weight_decay": key[1],
-                           "layer": depth}
-        groups[key]["params"].append(param)
-    return [groups[key] for key in sorted(groups, reverse=True)]

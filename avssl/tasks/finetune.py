@@ -28,7 +28,7 @@ from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.pipeline import input_pipeline
 from avssl.data.loader import build_loader
-from avssl.models.classifier import AVClassifier, layer_decay_groups
+from avssl.models.classifier import AVClassifier
 from avssl.models.factory import load_backbone
 from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
@@ -36,6 +36,7 @@ from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classifier, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
+from avssl.train.optim import layer_decay_groups
 from avssl.train.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 

@@ -29,6 +29,7 @@ from avssl.train.checkpoint import (
 )
 from avssl.train.config import TrainConfig
 from avssl.train.observe import MetricsLogger
+from avssl.train.optim import param_groups
 from avssl.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -110,17 +111,6 @@ def _epoch_batches(loader: Any, epoch: int, start: int) -> Iterator[Iterator[Any
         shutdown = getattr(batches, "_shutdown_workers", None)  # torch's DataLoader iterators
         if shutdown is not None:
             shutdown()
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases, norms, positional and modality embeddings."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        skip = param.ndim <= 1 or "pos_embed" in name or "token" in name or "modality" in name
-        (no_decay if skip else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _num_clips(batch: Any) -> int:

@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from avssl.models.classifier import AVClassifier, layer_decay_groups, layer_id
+from avssl.models.classifier import AVClassifier, layer_id
 from avssl.models.factory import create_model, is_classifier_folder, load_backbone, load_classifier
+from avssl.train.optim import layer_decay_groups
 
 
 @pytest.fixture()
