@@ -22,8 +22,8 @@ from avssl.data.synthetic import write_video
 from avssl.data.video import SpatialCrops, VideoTransform
 from avssl.losses import ContrastiveLoss
 from avssl.tasks.embed import clip_dataset
-from avssl.tasks.finetune import FinetuneConfig, soft_targets
-from avssl.train.pretrain import PretrainConfig
+from avssl.recipes.finetune import FinetuneConfig, soft_targets
+from avssl.recipes.pretrain import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "configs" / "pretrain"

@@ -24,9 +24,9 @@ from avssl.config import (
     validate_config,
 )
 from avssl.data.augment import AugmentConfig
-from avssl.tasks.demo import DemoConfig
-from avssl.tasks.finetune import FinetuneConfig
-from avssl.train.pretrain import PretrainConfig
+from avssl.recipes.demo import DemoConfig
+from avssl.recipes.finetune import FinetuneConfig
+from avssl.recipes.pretrain import PretrainConfig
 
 
 @dataclass

@@ -11,9 +11,9 @@ import pytest
 from avssl.cli import build_parser
 from avssl.config import load_config
 from avssl.models.config import config_from_dict, get_config
-from avssl.tasks.demo import DemoConfig
-from avssl.tasks.finetune import FinetuneConfig
-from avssl.train.pretrain import PretrainConfig
+from avssl.recipes.demo import DemoConfig
+from avssl.recipes.finetune import FinetuneConfig
+from avssl.recipes.pretrain import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_CLASSES = {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "demo": DemoConfig}

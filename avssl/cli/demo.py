@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avssl.config import load_config
-    from avssl.tasks.demo import DemoConfig, run_demo
+    from avssl.recipes.demo import DemoConfig, run_demo
 
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
     result = run_demo(load_config(DemoConfig, args.config, overrides))

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from avssl.config import config_to_dict, load_config
-    from avssl.tasks.finetune import FinetuneConfig, run_finetune
+    from avssl.recipes.finetune import FinetuneConfig, run_finetune
     from avssl.train.trainer import NonFiniteLossError
 
     overrides = list(args.overrides)

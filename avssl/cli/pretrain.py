@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from avssl.config import config_to_dict, load_config
-    from avssl.train.pretrain import PretrainConfig, run_pretrain
+    from avssl.recipes.pretrain import PretrainConfig, run_pretrain
     from avssl.train.trainer import NonFiniteLossError
 
     overrides = list(args.overrides)

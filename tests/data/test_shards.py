@@ -19,7 +19,7 @@ from avssl.data.manifest import ManifestEntry, write_manifest
 from avssl.data.shard_writer import INDEX_NAME, parse_size, write_shards
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.config import get_config
-from avssl.train.pretrain import PretrainConfig, build_datasets
+from avssl.recipes.pretrain import PretrainConfig, build_datasets
 
 TINY = dict(num_frames=2, clip_duration=1.0, frame_size=32)
 KEYS = ("video", "audio", "has_audio", "label")

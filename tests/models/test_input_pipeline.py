@@ -21,11 +21,11 @@ from avssl.data import pipeline as pipeline_module
 from avssl.data.pipeline import input_pipeline
 from avssl.data.synthetic import write_video
 from avssl.models.factory import load_model
-from avssl.tasks import finetune as finetune_module
+from avssl.recipes import finetune as finetune_module
 from avssl.tasks.embed import clip_dataset
 from avssl.tasks.retrieval import audio_transform, query_audio, query_frames, video_transform
 from avssl.tasks.video_eval import MultiViewDataset
-from avssl.train.pretrain import PretrainConfig, build_datasets
+from avssl.recipes.pretrain import PretrainConfig, build_datasets
 
 CLIP = 0.4  # seconds: 38 fbank frames, padded to the checkpoint's 64 (avssl alone would pad 0.4 s to 48)
 RATE = 16000

@@ -11,7 +11,7 @@ import pytest
 from avssl.cli import main
 from avssl.config import config_to_dict, load_config
 from avssl.data.augment import AugmentConfig
-from avssl.tasks.demo import DemoConfig, few_labels
+from avssl.recipes.demo import DemoConfig, few_labels
 from html_checks import browser_problems, referenced_files
 
 ROOT = Path(__file__).resolve().parents[2]

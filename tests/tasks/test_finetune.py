@@ -14,7 +14,7 @@ from avssl.config import load_config
 from avssl.data.synthetic import make_corpus
 from avssl.models.factory import load_classifier
 from avssl.models.factory import create_model
-from avssl.tasks.finetune import FinetuneConfig, mixup, run_finetune, soft_targets
+from avssl.recipes.finetune import FinetuneConfig, mixup, run_finetune, soft_targets
 from avssl.tasks.linear_probe import linear_probe
 from avssl.train.checkpoint import Position, save_checkpoint
 from avssl.train.observe import read_metrics
@@ -115,7 +115,7 @@ def test_linear_probe_beats_chance(corpus, pretrained_run):
 
 def test_cli_end_to_end_with_overrides(corpus, pretrained_run, tmp_path, capsys, caplog):
     out = tmp_path / "cli"
-    with caplog.at_level("INFO", logger="avssl.train.pretrain"):
+    with caplog.at_level("INFO", logger="avssl.recipes.pretrain"):
         code = main(["finetune", "-c", str(TINY_YAML), "--init", str(pretrained_run), f"out={out}",
                      f"data.train={corpus / 'train.csv'}", f"data.val={corpus / 'val.csv'}", "train.device=cpu",
                      "train.epochs=1", "mode=av", "head.fusion=joint", "head.mixup=0.4", "head.dropout=0.1",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from avssl.cli import main
 from avssl.data.datasets import ClipDataset
 from avssl.tasks.classification_metrics import average_precision, classification_report, mean_average_precision
-from avssl.tasks.finetune import classification_loss, soft_targets
+from avssl.recipes.finetune import classification_loss, soft_targets
 from avssl.train.observe import read_metrics
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "tiny.yaml"

@@ -21,7 +21,7 @@ from avssl.train.collapse import (
     uniformity,
 )
 from avssl.train.observe import read_metrics
-from avssl.train.pretrain import run_pretrain
+from avssl.recipes.pretrain import run_pretrain
 from test_pretrain import tiny_config
 
 SPREAD_KEYS = {f"{m}_{stage}_{stat}" for m in ("video", "audio") for stage in ("feat", "emb")

@@ -19,11 +19,11 @@ import avssl
 from avssl.cli import main
 from avssl.config import load_config
 from avssl.train import checkpoint as checkpoint_module
-from avssl.train import pretrain as pretrain_module
+from avssl.recipes import pretrain as pretrain_module
 from avssl.models.weights import resolve_checkpoint
 from avssl.train.checkpoint import Position
 from avssl.train.observe import read_metrics
-from avssl.train.pretrain import PretrainConfig, run_pretrain
+from avssl.recipes.pretrain import PretrainConfig, run_pretrain
 from avssl.train.trainer import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,7 +303,7 @@ def test_a_tiny_validation_set_is_warned_about(write_test_video, tmp_path, caplo
         write_test_video(f"few/{k}.mp4")
     cfg = load_config(PretrainConfig, TINY, [f"data.train={tmp_path / 'few'}", f"out={tmp_path / 'run'}",
                                              "data.num_workers=0", "data.batch_size=2", "train.epochs=1"])
-    with caplog.at_level("WARNING", logger="avssl.train.pretrain"):
+    with caplog.at_level("WARNING", logger="avssl.recipes.pretrain"):
         assert run_pretrain(cfg).status == "finished"
     assert "only 1 validation clips" in caplog.text
 
@@ -326,7 +326,7 @@ def test_augment_overrides_reach_the_training_set_and_the_log(write_test_video, 
     cfg = load_config(PretrainConfig, TINY, [f"data.train={tmp_path / 'few'}", f"out={tmp_path / 'run'}",
                                              "data.num_workers=0", "data.batch_size=2", "data.augment.flip=false",
                                              "data.augment.freq_mask=0"])
-    with caplog.at_level("INFO", logger="avssl.train.pretrain"), pytest.raises(_Stop):
+    with caplog.at_level("INFO", logger="avssl.recipes.pretrain"), pytest.raises(_Stop):
         run_pretrain(cfg)
     assert built["train_set"].video_transform.flip is False and built["train_set"].audio_transform.freq_mask == 0
     assert "training augmentations: random resized crop scale 0.35-1 aspect 0.75-1.33, SpecAugment time<=20%" \

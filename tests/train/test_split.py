@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from avssl.data.manifest import ManifestEntry
-from avssl.train.pretrain import held_out_files
+from avssl.recipes.pretrain import held_out_files
 
 
 def test_single_label_data_is_split_within_each_class_whatever_the_order():

@@ -37,7 +37,7 @@ from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classi
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
 from avssl.train.optim import layer_decay_groups
-from avssl.train.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
+from avssl.recipes.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
 __all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]

@@ -32,12 +32,12 @@ from avssl.models.factory import create_model, load_model
 from avssl.models.weights import resolve_checkpoint
 from avssl.tasks.embed import Embeddings, embed_source
 from avssl.tasks.evaluate import retrieval_metrics, write_json
-from avssl.tasks.finetune import FinetuneConfig, FinetuneDataConfig, FinetuneResult, HeadConfig, run_finetune
+from avssl.recipes.finetune import FinetuneConfig, FinetuneDataConfig, FinetuneResult, HeadConfig, run_finetune
 from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.report import RetrievalExample, demo_page
 from avssl.tasks.retrieval import RetrievalIndex
 from avssl.train.config import TrainConfig
-from avssl.train.pretrain import DataConfig, PretrainConfig, run_pretrain
+from avssl.recipes.pretrain import DataConfig, PretrainConfig, run_pretrain
 
 log = logging.getLogger(__name__)
 
