@@ -25,7 +25,7 @@ from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
-from avssl.tasks.metrics import cross_modal_retrieval
+from avssl.tasks.metrics import retrieval_summary
 from avssl.train import distributed as distr
 from avssl.train.collapse import (
     MODALITIES,
@@ -227,9 +227,7 @@ def make_validator(loader: Any) -> Any:
     def evaluate(model: nn.Module) -> dict[str, float]:
         metrics, encoded = _validation_pass(model, loader, next(model.parameters()).device)
         if encoded and len(encoded["video_emb"]):
-            metrics.update(cross_modal_retrieval(encoded["video_emb"], encoded["audio_emb"], ks=(1, 5)))
-            metrics["mean_R@1"] = (metrics["v2a_R@1"] + metrics["a2v_R@1"]) / 2
-            metrics["chance_R@1"] = 100.0 / len(encoded["video_emb"])
+            metrics.update(retrieval_summary(encoded["video_emb"], encoded["audio_emb"], ks=(1, 5)))
             metrics.update(collapse_metrics({m: encoded[m] for m in MODALITIES},
                                             {m: encoded[f"{m}_emb"] for m in MODALITIES}))
         return metrics

@@ -22,7 +22,7 @@ import torch
 
 from avssl.data.manifest import write_manifest
 from avssl.tasks.embed import Embeddings, embed_source
-from avssl.tasks.metrics import cross_modal_retrieval
+from avssl.tasks.metrics import retrieval_summary
 from avssl.tasks.protocol import draw_protocol_subset
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ def retrieval_metrics(embeddings: Embeddings, ks: tuple[int, ...] = KS) -> dict[
     if count == 0:
         raise ValueError("retrieval needs clips with sound: none of the embedded clips has an audio stream")
     video, audio = embeddings.video_emb[keep], embeddings.audio_emb[keep]
-    metrics = cross_modal_retrieval(video, audio, ks)
-    metrics["mean_R@1"] = (metrics["v2a_R@1"] + metrics["a2v_R@1"]) / 2
-    metrics["chance_R@1"] = 100.0 / count
+    metrics = retrieval_summary(video, audio, ks)
     metrics["num_clips"] = float(count)
     metrics["num_silent_clips"] = float(len(embeddings) - count)
     labels = embeddings.labels[keep]

@@ -48,3 +48,14 @@ def cross_modal_retrieval(
     metrics = recall_metrics(retrieval_ranks(video_emb, audio_emb), ks, prefix="v2a_")
     metrics.update(recall_metrics(retrieval_ranks(audio_emb, video_emb), ks, prefix="a2v_"))
     return metrics
+
+
+def retrieval_summary(
+    video_emb: torch.Tensor, audio_emb: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)
+) -> dict[str, float]:
+    """`cross_modal_retrieval` plus the two figures every report of it shows: `mean_R@1`, the mean of
+    both directions' R@1, and `chance_R@1`, what random embeddings would score (100 / clips)."""
+    metrics = cross_modal_retrieval(video_emb, audio_emb, ks)
+    metrics["mean_R@1"] = (metrics["v2a_R@1"] + metrics["a2v_R@1"]) / 2
+    metrics["chance_R@1"] = 100.0 / len(video_emb)
+    return metrics
