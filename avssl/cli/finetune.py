@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from avssl.cli.recipe import NON_FINITE_EXIT, add_recipe_arguments, load_recipe_config, run_recipe
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,32 +16,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "data.eval_clips x data.eval_crops views per video into OUT/eval/ (metrics.json, confusion.png, "
         "predictions.csv). Works under torchrun for several GPUs.",
     )
-    parser.add_argument("-c", "--config", help="YAML config file (defaults apply without one)")
-    parser.add_argument("--init", metavar="PATH", help="pretrained checkpoint, run or weights folder (or none)")
-    parser.add_argument("--resume", metavar="PATH", help="resume from this checkpoint or run folder")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    add_recipe_arguments(parser, init=True)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from avssl.config import config_to_dict, load_config
     from avssl.recipes.finetune import FinetuneConfig, run_finetune
-    from avssl.train.trainer import NonFiniteLossError
 
-    overrides = list(args.overrides)
-    if args.init:
-        overrides.append(f"init={args.init}")
-    if args.resume:
-        overrides.append(f"train.resume={args.resume}")
-    cfg = load_config(FinetuneConfig, args.config, overrides)
-    print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
-    try:
-        result = run_finetune(cfg)
-    except NonFiniteLossError as err:
-        print(f"avssl finetune: {err}")
-        return 4
+    cfg = load_recipe_config(FinetuneConfig, args)
+    result = run_recipe("finetune", run_finetune, cfg)
+    if result is None:
+        return NON_FINITE_EXIT
     if result.status != "finished":
         print(f"{result.status} at step {result.fit.position.step}; resume with train.resume=true out={cfg.out}")
         return 0  # stopped by SIGTERM / SIGINT with a checkpoint written, as asked
