@@ -189,8 +189,14 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
         sampler = ShardedSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
         per_rank = sampler.num_samples
     if drop_last and per_rank < batch_size:
-        log.warning("this rank's shard has %d items, fewer than batch_size=%d: with drop_last the loader "
-                    "yields no batches", per_rank, batch_size)
+        if sampler is not None and per_rank > 1:
+            # a corpus smaller than one batch still trains: one batch of all of it per epoch
+            log.warning("this rank's part of the data has %d items, fewer than batch_size=%d: batches of %d",
+                        per_rank, batch_size, per_rank)
+            batch_size = per_rank
+        else:
+            log.warning("this rank's shard has %d items, fewer than batch_size=%d: with drop_last the loader "
+                        "yields no batches", per_rank, batch_size)
     workers = num_workers > 0
     return ClipLoader(
         dataset, seed=seed, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_clips,

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 COLLAPSED_COS = 0.95  # mean pairwise cosine of a modality's embeddings above this: that tower has collapsed
 CHANCE_TOLERANCE = 0.02  # a contrastive loss within 2 % of ln(B) is at chance
 WARNINGS_FILE = "collapse_warnings.txt"
-TRAINING_ADVICE = ("try a larger model.contrastive_weight, a lower train.lr, a longer train.warmup_epochs, or "
-                   "model.proj_norm=batch, which keeps a tower from collapsing (it does not by itself make the "
-                   "towers find a weak shared signal: benchmarks/README.md)")
+TRAINING_ADVICE = ("when the shared event is small or brief (most pixels and most of the spectrogram are "
+                   "nuisance), the tiny recipe's model.input_norm=clip, model.contrastive_view=full, "
+                   "model.time_bins and model.proj_norm=batch (configs/pretrain/tiny.yaml); else try a larger "
+                   "model.contrastive_weight, a lower train.lr or a longer train.warmup_epochs "
+                   "(benchmarks/README.md)")
 MODALITIES = ("video", "audio")
 
 

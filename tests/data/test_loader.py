@@ -98,7 +98,8 @@ def test_ranks_split_the_dataset_and_resume(dataset):
     assert _epoch(loaders[0], 2, start=2) == shards[0][2:]
 
 
-def test_a_loader_with_no_full_batch_warns(dataset, caplog):
+def test_a_dataset_smaller_than_one_batch_gives_one_batch_of_all_of_it(dataset, caplog):
     loader = build_loader(dataset, batch_size=8, num_workers=0)
-    assert list(loader) == []
-    assert "fewer than batch_size=8" in caplog.text
+    batches = list(loader)
+    assert [len(b["video"]) for b in batches] == [len(dataset)]  # 6 clips: one batch of 6, not none
+    assert "fewer than batch_size=8: batches of 6" in caplog.text

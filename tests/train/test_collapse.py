@@ -153,8 +153,9 @@ def test_pretraining_records_diagnostics_and_warns_in_its_log(synthetic_corpus, 
         assert run_pretrain(cfg).status == "finished"
     (val,) = read_metrics(run, "val")
     assert SPREAD_KEYS | {"alignment", "video_uniformity", "audio_uniformity", "val_contrastive_chance"} <= set(val)
-    clips = round(100 / val["chance_R@1"])  # every clip has sound; tiny.yaml's validation batches hold 8
-    batches = [8] * (clips // 8) + [clips % 8] * (clips % 8 > 0)
+    clips = round(100 / val["chance_R@1"])  # every clip has sound; validation batches hold batch_size
+    size = cfg.data.batch_size
+    batches = [size] * (clips // size) + [clips % size] * (clips % size > 0)
     assert val["val_contrastive_chance"] == pytest.approx(sum(map(math.log, batches)) / len(batches))
     assert -1 <= val["video_emb_cos"] <= 1 and 1 <= val["audio_emb_rank"] <= clips - 1
     assert 0 <= val["alignment"] <= 4 and val["video_uniformity"] <= 0
