@@ -95,3 +95,12 @@ def test_a_resumed_runs_metrics_and_every_checkpoint_file_keep_the_usual_mode(tm
     folder = save_checkpoint(tmp_path / "checkpoints", model, optimizer, scheduler, Position(step=1))
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
     assert modes == dict.fromkeys(["model.safetensors", "config.json", "trainer_state.pt", "checksums.json"], 0o644)
+
+
+def test_a_saved_model_is_readable_by_others(tmp_path, umask):
+    from avssl.models.factory import create_model
+
+    umask(0o022)
+    folder = create_model("tiny").save_pretrained(tmp_path / "model")
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+        "model.safetensors": 0o644, "config.json": 0o644}

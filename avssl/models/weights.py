@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from avssl.files import write_json_atomic
+from avssl.files import new_file_mode, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class SavesPretrained:
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        os.chmod(directory / WEIGHTS_FILE, new_file_mode())  # safetensors writes 0600
         (directory / CONFIG_FILE).write_text(json.dumps(self.pretrained_config(), indent=2) + "\n")
         return directory
 
