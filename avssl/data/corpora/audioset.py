@@ -22,11 +22,10 @@ from pathlib import Path
 
 from avssl.data.corpora.common import (
     Annotation,
-    ConversionReport,
     PathLike,
     annotation_files,
     clip_name,
-    convert_annotations,
+    corpus_converter,
     parse_seconds,
 )
 
@@ -97,14 +96,7 @@ def read_annotations(
     return items
 
 
-def convert(
-    segments: PathLike | Sequence[PathLike],
-    videos_dir: PathLike,
-    *,
-    class_index: PathLike | None = None,
-    check: bool = False,
-    probe_cache: PathLike | None = None,
-) -> ConversionReport:
-    """AudioSet segment CSVs plus downloaded videos -> multi-label entries and a missing/unreadable report."""
-    items = read_annotations(segments, class_index=class_index)
-    return convert_annotations("audioset", items, videos_dir, check=check, probe_cache=probe_cache)
+convert = corpus_converter(
+    "audioset", read_annotations,
+    "AudioSet segment CSVs plus downloaded videos -> multi-label entries and a missing/unreadable report.",
+)

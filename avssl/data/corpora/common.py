@@ -10,12 +10,14 @@ since public corpora are never complete.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from avssl.data.manifest import ManifestEntry, scan_folder, write_manifest
 from avssl.data.probe import VideoInfo, probe
@@ -335,6 +337,36 @@ def convert_annotations(
              len(report.matched) + len(report.rejected), len(report.missing), len(report.rejected))
     return report
 
+
+
+def corpus_converter(corpus: str, read_annotations: Callable[..., list[Annotation]],
+                     doc: str) -> Callable[..., ConversionReport]:
+    """A corpus module's `convert(annotations, videos_dir, *, <read_annotations's options>, check=False,
+    probe_cache=None) -> ConversionReport`: `read_annotations(annotations, **options)`, then
+    `convert_annotations`. Its signature lists the corpus's own options (`avssl prepare` reads them
+    to refuse an option the corpus does not take)."""
+
+    def convert(*args: Any, **kwargs: Any) -> ConversionReport:
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        options = dict(given.arguments)
+        videos_dir, check, probe_cache = options.pop("videos_dir"), options.pop("check"), options.pop("probe_cache")
+        items = read_annotations(**options)
+        return convert_annotations(corpus, items, videos_dir, check=check, probe_cache=probe_cache)
+
+    first, *options = inspect.signature(read_annotations).parameters.values()
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    signature = inspect.Signature(
+        [first, inspect.Parameter("videos_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="PathLike"),
+         *options, inspect.Parameter("check", keyword, default=False, annotation="bool"),
+         inspect.Parameter("probe_cache", keyword, default=None, annotation="PathLike | None")],
+        return_annotation="ConversionReport",
+    )
+    convert.__signature__ = signature  # type: ignore[attr-defined]
+    convert.__doc__ = doc
+    convert.__module__ = read_annotations.__module__
+    convert.__qualname__ = "convert"
+    return convert
 
 @dataclass(frozen=True)
 class Outputs:

@@ -11,10 +11,9 @@ from pathlib import Path, PurePosixPath
 
 from avssl.data.corpora.common import (
     Annotation,
-    ConversionReport,
     PathLike,
     check_choice,
-    convert_annotations,
+    corpus_converter,
     select_split,
 )
 
@@ -62,15 +61,7 @@ def read_annotations(annotations: PathLike, *, fold: int = 1, split: str | None 
     return select_split(items, split, f"{folder} (fold {fold})")
 
 
-def convert(
-    annotations: PathLike,
-    videos_dir: PathLike,
-    *,
-    fold: int = 1,
-    split: str | None = None,
-    check: bool = False,
-    probe_cache: PathLike | None = None,
-) -> ConversionReport:
-    """HMDB51 split files plus the videos -> manifest entries and a missing/unreadable report."""
-    items = read_annotations(annotations, fold=fold, split=split)
-    return convert_annotations("hmdb51", items, videos_dir, check=check, probe_cache=probe_cache)
+convert = corpus_converter(
+    "hmdb51", read_annotations,
+    "HMDB51 split files plus the videos -> manifest entries and a missing/unreadable report.",
+)

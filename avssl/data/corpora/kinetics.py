@@ -15,12 +15,11 @@ from pathlib import Path
 
 from avssl.data.corpora.common import (
     Annotation,
-    ConversionReport,
     PathLike,
     annotation_files,
     check_choice,
     clip_name,
-    convert_annotations,
+    corpus_converter,
     parse_seconds,
     select_split,
 )
@@ -82,14 +81,7 @@ def read_annotations(annotations: PathLike | Sequence[PathLike], *, split: str |
     return select_split(items, split, ", ".join(map(str, files)))
 
 
-def convert(
-    annotations: PathLike | Sequence[PathLike],
-    videos_dir: PathLike,
-    *,
-    split: str | None = None,
-    check: bool = False,
-    probe_cache: PathLike | None = None,
-) -> ConversionReport:
-    """Kinetics annotations plus downloaded clips -> manifest entries and a missing/unreadable report."""
-    items = read_annotations(annotations, split=split)
-    return convert_annotations("kinetics", items, videos_dir, check=check, probe_cache=probe_cache)
+convert = corpus_converter(
+    "kinetics", read_annotations,
+    "Kinetics annotations plus downloaded clips -> manifest entries and a missing/unreadable report.",
+)

@@ -14,10 +14,9 @@ from pathlib import Path, PurePosixPath
 
 from avssl.data.corpora.common import (
     Annotation,
-    ConversionReport,
     PathLike,
     check_choice,
-    convert_annotations,
+    corpus_converter,
 )
 
 SPLITS = ("train", "test")
@@ -74,15 +73,7 @@ def read_annotations(annotations: PathLike, *, fold: int = 1, split: str | None 
     return items
 
 
-def convert(
-    annotations: PathLike,
-    videos_dir: PathLike,
-    *,
-    fold: int = 1,
-    split: str | None = None,
-    check: bool = False,
-    probe_cache: PathLike | None = None,
-) -> ConversionReport:
-    """UCF101 split lists plus the videos -> manifest entries and a missing/unreadable report."""
-    items = read_annotations(annotations, fold=fold, split=split)
-    return convert_annotations("ucf101", items, videos_dir, check=check, probe_cache=probe_cache)
+convert = corpus_converter(
+    "ucf101", read_annotations,
+    "UCF101 split lists plus the videos -> manifest entries and a missing/unreadable report.",
+)
