@@ -1,16 +1,14 @@
-"""Classification metrics: top-k accuracy, confusion matrix, mAP, and a confusion-matrix image.
+"""Classification metrics: top-k accuracy, confusion matrix, mAP.
 
 Pure functions over score matrices (no model, no data), shared by fine-tuning and the
-linear probe. Scores are (N, C), one row per video; single-label targets are (N,) class
+linear probe (the confusion-matrix image is drawn by `avssl.tasks.charts.save_confusion_png`). Scores are (N, C), one row per video; single-label targets are (N,) class
 indices, multi-label targets are (N, C) multi-hot.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 
 def true_class_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -85,63 +83,3 @@ def classification_report(scores: torch.Tensor, targets: torch.Tensor, *, multi_
     metrics["chance_top1"] = float(counts.max() / max(len(targets), 1) * 100)
     return metrics, confusion_matrix(scores.argmax(dim=1), targets, num_classes)
 
-
-def _blue(fraction: float) -> tuple[int, int, int]:
-    """White (0) to dark blue (1)."""
-    f = min(max(fraction, 0.0), 1.0)
-    return round(255 - 247 * f), round(255 - 207 * f), round(255 - 148 * f)
-
-
-def save_confusion_png(confusion: torch.Tensor, classes: Sequence[str], path: str | Path,
-                       title: str = "") -> Path:
-    """Draw a confusion matrix (rows true, columns predicted) as a PNG with PIL.
-
-    Cells are shaded by the row-normalised fraction (recall per class), so rare classes read as
-    clearly as common ones; counts are written in the cells and class names on the axes while
-    they fit (cell size shrinks with the number of classes, so 400 classes still make an image
-    of a sensible size, then without text).
-    """
-    num_classes = confusion.shape[0]
-    cell = max(3, min(48, 960 // max(num_classes, 1)))
-    font_size = max(8, min(14, cell // 3))
-    font = ImageFont.load_default(size=font_size)
-    labelled = cell >= 10
-    label_width = max((font.getbbox(name)[2] for name in classes), default=0) + 8 if labelled else 0
-    title_height = font_size * 2 if title else 0
-    margin = 8
-    left = margin + font_size * 2 + label_width
-    top = margin + title_height + font_size * 2 + label_width
-    grid = cell * num_classes
-    width = max(left + grid, margin + (font.getbbox(title)[2] if title else 0)) + margin
-    image = Image.new("RGB", (width, top + grid + margin), "white")
-    draw = ImageDraw.Draw(image)
-    if title:
-        draw.text((margin, margin), title, fill="black", font=font)
-    draw.text((left, margin + title_height), "predicted", fill="black", font=font)
-    rows = confusion.double()
-    totals = rows.sum(dim=1, keepdim=True).clamp(min=1)
-    fractions = rows / totals
-    for i in range(num_classes):
-        for j in range(num_classes):
-            x, y = left + j * cell, top + i * cell
-            fraction = float(fractions[i, j])
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=_blue(fraction),
-                           outline=(220, 220, 220) if labelled else None)
-            count = int(confusion[i, j])
-            if labelled and count and font.getbbox(str(count))[2] < cell - 2:
-                color = "white" if fraction > 0.5 else "black"
-                draw.text((x + cell / 2, y + cell / 2), str(count), fill=color, font=font, anchor="mm")
-    if labelled:
-        for k, name in enumerate(classes):
-            draw.text((left - 4, top + k * cell + cell / 2), name, fill="black", font=font, anchor="rm")
-            text = Image.new("RGB", (label_width, font_size + 6), "white")
-            ImageDraw.Draw(text).text((label_width - 4, 1), name, fill="black", font=font, anchor="ra")
-            rotated = text.rotate(90, expand=True)
-            image.paste(rotated, (left + k * cell + (cell - rotated.width) // 2, top - label_width - 2))
-    axis = Image.new("RGB", (font_size * 6, font_size + 6), "white")
-    ImageDraw.Draw(axis).text((0, 1), "true", fill="black", font=font)
-    image.paste(axis.rotate(90, expand=True), (margin, top))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path

@@ -22,7 +22,7 @@ import torch
 
 from avssl.data.manifest import write_manifest
 from avssl.tasks.embed import Embeddings, embed_source
-from avssl.tasks.metrics import retrieval_summary
+from avssl.tasks.metrics import retrieval_summary, score_chunks
 from avssl.tasks.protocol import draw_protocol_subset
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ KS = (1, 5, 10)
 def same_class_at_1(queries: torch.Tensor, candidates: torch.Tensor, labels: torch.Tensor) -> float:
     """Percent of queries whose top-scoring candidate has the query's label (single-label only):
     a looser reading than instance R@1 when a class's clips look and sound alike."""
-    top = torch.cat([(queries[i : i + 2048].float() @ candidates.float().T).argmax(dim=1)
-                     for i in range(0, len(queries), 2048)])
+    top = torch.cat([scores.argmax(dim=1) for _, scores in score_chunks(queries, candidates)])
     return float((labels[top] == labels).double().mean() * 100)
 
 

@@ -1,7 +1,19 @@
 """Retrieval metrics computed with batched matrix products (no Python loop over pairs)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+
+
+def score_chunks(
+    queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 2048
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(begin, dot-product scores of queries[begin : begin + chunk] against every candidate), `chunk`
+    queries at a time, so tens of thousands of clips fit in memory on a CPU (float32)."""
+    candidates = candidates.float()
+    for begin in range(0, queries.shape[0], chunk):
+        yield begin, queries[begin : begin + chunk].float() @ candidates.T
 
 
 def retrieval_ranks(
@@ -19,9 +31,7 @@ def retrieval_ranks(
             raise ValueError("without targets, queries and candidates must pair up one to one")
         targets = torch.arange(queries.shape[0])
     ranks = torch.empty(queries.shape[0], dtype=torch.long)
-    candidates = candidates.float()
-    for begin in range(0, queries.shape[0], chunk):
-        scores = queries[begin : begin + chunk].float() @ candidates.T
+    for begin, scores in score_chunks(queries, candidates, chunk):
         rows = torch.arange(scores.shape[0])
         true_scores = scores[rows, targets[begin : begin + chunk]]
         better = (scores >= true_scores[:, None]).sum(dim=1)  # includes the true candidate itself

@@ -30,7 +30,8 @@ from avssl.data.pipeline import input_pipeline
 from avssl.data.video import SpatialCrops  # noqa: F401  (here before avssl.data.pipeline existed)
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
-from avssl.tasks.classification_metrics import average_precision, classification_report, save_confusion_png
+from avssl.tasks.charts import save_confusion_png
+from avssl.tasks.classification_metrics import average_precision, classification_report
 
 log = logging.getLogger(__name__)
 

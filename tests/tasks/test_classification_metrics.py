@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
+from avssl.tasks.charts import save_confusion_png
 from avssl.tasks.classification_metrics import (
     average_precision,
     classification_report,
     confusion_matrix,
     mean_average_precision,
-    save_confusion_png,
     topk_accuracy,
 )
 

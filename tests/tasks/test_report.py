@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from avssl.data.synthetic import write_video
-from avssl.tasks.charts import line_chart, nice_ticks
-from avssl.tasks.classification_metrics import save_confusion_png
+from avssl.tasks.charts import line_chart, nice_ticks, save_confusion_png
 from avssl.tasks.report import RetrievalExample, collapse_html, demo_page, retrieval_page, save_thumbnail, save_wav
 from avssl.tasks.retrieval import Match
 from avssl.train.collapse import CollapseMonitor
