@@ -150,9 +150,16 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def closest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The choice nearest to `word` (difflib's closest match), or None when none is close: the
+    "did you mean" of every unknown key or name."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
+
+
 def _unknown_key(key: Any, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(str(key).split(".")[-1], valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+    close = closest(str(key).split(".")[-1], valid)
+    hint = f"; did you mean {close!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
     return ConfigError(f"unknown config key {where}{key!r}{hint}")
 
 

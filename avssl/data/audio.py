@@ -25,8 +25,8 @@ import math
 import torch
 from torchaudio.compliance import kaldi
 
-FBANK_MEAN = -5.081
-FBANK_STD = 4.4849
+from avssl.data.normalization import FBANK_MEAN, FBANK_STD
+
 FRAME_SHIFT_MS = 10.0
 FRAME_LENGTH_MS = 25.0
 

@@ -23,8 +23,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from einops import rearrange
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from avssl.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 EVAL_CROP_FRACTION = 0.875  # 224 / 256

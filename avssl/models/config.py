@@ -7,15 +7,12 @@ feed itself (timm's `pretrained_cfg`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FBANK_MEAN = -5.081  # AudioSet log-mel statistics used by AST and CAV-MAE
-FBANK_STD = 4.4849
+from avssl.config import closest
+from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 
 _CHOICES = {
     "pos_embed": ("sincos", "learned"),
@@ -193,16 +190,16 @@ def check_keys(keys: Any, where: str = "model config") -> None:
     valid = config_fields()
     for key in keys:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            close = closest(key, valid)
+            hint = f"; did you mean {close!r}?" if close else f"; valid keys: {', '.join(valid)}"
             raise ValueError(f"unknown {where} key {key!r}{hint}")
 
 
 def get_config(name: str) -> ModelConfig:
     """A copy of the named config (`list(MODEL_CONFIGS)` lists them)."""
     if name not in MODEL_CONFIGS:
-        close = difflib.get_close_matches(name, list(MODEL_CONFIGS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(name, MODEL_CONFIGS)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; available: {', '.join(MODEL_CONFIGS)}")
     return dataclasses.replace(MODEL_CONFIGS[name])
 
