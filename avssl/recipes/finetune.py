@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.config import NON_EMPTY, SEED, Check, Range, RunFolder, at_least, save_config, validate_config
+from avssl.config import NON_EMPTY, SEED, Check, Range, at_least
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.pipeline import input_pipeline
@@ -38,6 +38,7 @@ from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
 from avssl.train.optim import layer_decay_groups
 from avssl.recipes.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
+from avssl.recipes.run import open_run
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
 __all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]
@@ -193,16 +194,8 @@ def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, v
 def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
     """Fine-tune as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
     tensorboard/, rejected.txt and, once training finished, eval/."""
-    validate_config(cfg)
-    ctx = distr.init_distributed(cfg.train.device)
-    folder = RunFolder(cfg.out)  # removed again if the set-up below fails
-    try:
+    with open_run(cfg) as (folder, ctx):  # removed again if the set-up below fails
         run_dir = folder.path
-        if ctx.is_main:
-            folder.create()
-            save_config(cfg, run_dir / "config.yaml")
-        distr.barrier()
-        torch.manual_seed(cfg.seed)
         backbone = load_backbone(cfg.init, cfg.model)
         model_cfg, data = backbone.config, cfg.data
         train_source, val_source = split_sources(data, run_dir, cfg.seed)
@@ -243,6 +236,3 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
             result.confusion_png, result.metrics_json = report.confusion_png, report.metrics_json
         distr.barrier()
         return result
-    finally:
-        folder.close()
-        distr.cleanup()

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterable
 import torch
 from torch import nn
 
-from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, RunFolder, above, at_least, save_config, validate_config
+from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, above, at_least
 from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
@@ -25,8 +25,8 @@ from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.factory import create_model
+from avssl.recipes.run import open_run
 from avssl.tasks.metrics import retrieval_summary
-from avssl.train import distributed as distr
 from avssl.train.collapse import (
     MODALITIES,
     WARNINGS_FILE,
@@ -245,16 +245,8 @@ def report_collapse(run_dir: Path, last_epoch: int) -> None:
 def run_pretrain(cfg: PretrainConfig) -> FitResult:
     """Pretrain as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
     tensorboard/, rejected.txt and collapse_warnings.txt."""
-    validate_config(cfg)
-    ctx = distr.init_distributed(cfg.train.device)
-    folder = RunFolder(cfg.out)  # removed again if the set-up below fails
-    try:
+    with open_run(cfg) as (folder, ctx):  # removed again if the set-up below fails
         run_dir = folder.path
-        if ctx.is_main:
-            folder.create()
-            save_config(cfg, run_dir / "config.yaml")
-        distr.barrier()
-        torch.manual_seed(cfg.seed)
         overrides = {k: v for k, v in cfg.model.items() if k != "name"}
         model = create_model(cfg.model.get("name", "tiny"), **overrides)
         train_set, val_set = build_datasets(cfg, model.config, run_dir)
@@ -291,6 +283,3 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
         if ctx.is_main:
             report_collapse(run_dir, result.position.epoch)
         return result
-    finally:
-        folder.close()
-        distr.cleanup()
