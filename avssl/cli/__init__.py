@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from importlib import import_module
 
 COMMANDS: tuple[str, ...] = (
@@ -19,7 +20,8 @@ COMMANDS: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="avssl", description="Audio-visual self-supervised learning from raw video.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error reported in one line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         import_module(f"avssl.cli.{name}").add_parser(sub)
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:
+        if args.verbose:  # where it came from, for a bug report; the one line stays last
+            traceback.print_exc()
         print(f"avssl {args.command}: error: {err}", file=sys.stderr)
         code = 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

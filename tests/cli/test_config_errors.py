@@ -44,3 +44,13 @@ def test_a_malformed_config_file_exits_2(tmp_path, capsys):
     assert main(["pretrain", "-c", str(config), f"out={tmp_path / 'run'}"]) == 2
     assert "c.yaml: not valid YAML at line 2" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_verbose_shows_the_traceback_above_the_one_line(tmp_path, capsys):
+    out = tmp_path / "runs" / "x"
+    code = main(["-v", "pretrain", f"out={out}", "train.device=cpu", "train.accum_steps=0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("Traceback (most recent call last):")
+    assert "ConfigError" in err and "validate_config" in err
+    assert err.splitlines()[-1].startswith("avssl pretrain: error: ") and "train.accum_steps=0: must be >= 1" in err
+    assert not (tmp_path / "runs").exists()
