@@ -14,6 +14,7 @@ during set-up, so a wrong setting leaves nothing behind.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -234,13 +235,17 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """`cls` from a section's keys, each checked and converted by its field's type. A class with a
+    `from_config_section(**values)` classmethod is made by it (a section that names a preset and
+    changes some of its fields: the model's); `config_section()` writes such a section back."""
     types_ = _field_types(cls)
     for key in values:
         if key not in types_:
             raise _unknown_key(key, list(types_), prefix)
     kwargs = {k: _coerce(v, types_[k], prefix + k) for k, v in values.items()}
+    make = getattr(cls, "from_config_section", cls)
     try:
-        return cls(**kwargs)
+        return make(**kwargs)
     except ConfigError:
         raise
     except ValueError as err:  # a dataclass's own check of its values (__post_init__): say where it sits
@@ -300,12 +305,16 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A config dataclass as plain, YAML-safe types (tuples become lists)."""
     def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            if hasattr(value, "config_section"):  # what was set, as written (see `_build`)
+                return plain(value.config_section())
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
-        return value
-    return plain(dataclasses.asdict(cfg))
+        return copy.deepcopy(value)
+    return plain(cfg)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

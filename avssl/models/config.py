@@ -7,11 +7,13 @@ feed itself (timm's `pretrained_cfg`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from avssl.config import closest
+from avssl.config import Check, Range, above, at_least, closest
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 
 _CHOICES = {
@@ -24,6 +26,32 @@ _CHOICES = {
     "contrastive_directions": ("symmetric", "video_to_audio"),
     "contrastive_gather": ("global", "local"),
 }
+
+
+@dataclass(frozen=True)
+class _ChannelIndex:
+    """audio_channel's values: "mean" or a channel index >= 0 (the form of avssl.config's checks)."""
+
+    def accepts(self, value: Any) -> bool:
+        return value == "mean" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+    def __str__(self) -> str:
+        return "'mean' or a channel index >= 0"
+
+
+@dataclass(frozen=True)
+class _Finite:
+    """Any finite number (a normalisation statistic)."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    def __str__(self) -> str:
+        return "a finite number"
+
+
+ANY_NUMBER = _Finite()
+FRACTION = Range(0.0, 1.0, high_open=True)
 
 
 @dataclass
@@ -96,6 +124,22 @@ class ModelConfig:
     audio_channel: int | str = "mean"
     eval_crop_fraction: float = 0.875
 
+    # the values each number accepts: checked when a config is made (__post_init__) and, with the
+    # rest of a recipe's config, by avssl.config.validate_config (`model.temperature=0: must be > 0`)
+    RANGES: ClassVar[dict[str, Check]] = {
+        "embed_dim": at_least(1), "depth": at_least(0), "joint_depth": at_least(0), "num_heads": at_least(1),
+        "mlp_ratio": above(0.0), "drop_path": FRACTION, "norm_eps": above(0.0), "num_frames": at_least(1),
+        "frame_size": at_least(1), "tubelet": at_least(1), "num_mel_bins": at_least(1), "audio_frames": at_least(1),
+        "audio_patch": at_least(1), "decoder_dim": at_least(1), "decoder_depth": at_least(0),
+        "decoder_heads": at_least(1), "proj_dim": at_least(1), "time_bins": at_least(0),
+        "video_mask_ratio": FRACTION, "audio_mask_ratio": FRACTION, "mae_weight": at_least(0.0),
+        "contrastive_weight": at_least(0.0), "temperature": above(0.0), "clip_duration": above(0.0),
+        "audio_rate": at_least(1), "image_mean": ANY_NUMBER,  # type: ignore[dict-item]
+        "image_std": above(0.0), "fbank_mean": ANY_NUMBER,
+        "fbank_std": above(0.0), "audio_channel": _ChannelIndex(),  # type: ignore[dict-item]
+        "eval_crop_fraction": Range(0.0, 1.0, low_open=True),
+    }
+
     def __post_init__(self) -> None:
         for key, kind in _SCALARS.items():
             value = getattr(self, key)
@@ -105,6 +149,10 @@ class ModelConfig:
                 raise ValueError(f"model config {key}={value!r}: expected {kind.__name__}")
         for key in ("tubelet", "image_mean", "image_std"):
             setattr(self, key, tuple(getattr(self, key)))
+        for key, check in self.RANGES.items():
+            value = getattr(self, key)
+            if not all(check.accepts(v) for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"model config {key}={value!r}: must be {check}")
         for key, allowed in _CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model config {key}={getattr(self, key)!r}: choose one of {', '.join(allowed)}")
@@ -118,21 +166,51 @@ class ModelConfig:
              "frame_size must be a multiple of the tubelet's height and width"),
             (self.audio_frames % self.audio_patch == 0, "audio_frames must be a multiple of audio_patch"),
             (self.num_mel_bins % self.audio_patch == 0, "num_mel_bins must be a multiple of audio_patch"),
-            (0.0 <= self.video_mask_ratio < 1.0 and 0.0 <= self.audio_mask_ratio < 1.0,
-             "mask ratios must be in [0, 1)"),
-            (self.temperature > 0, "temperature must be positive"),
-            (min(self.depth, self.joint_depth, self.decoder_depth) >= 0, "depths must be >= 0"),
-            (self.time_bins >= 0, "time_bins must be >= 0"),
             (self.time_bins == 0 or self.contrastive_view == "full",
              "time_bins > 0 needs contrastive_view='full' (time stretches of the whole clip)"),
-            (self.audio_channel == "mean" or (isinstance(self.audio_channel, int)
-                                              and not isinstance(self.audio_channel, bool) and self.audio_channel >= 0),
-             f"audio_channel must be 'mean' or a channel index >= 0, got {self.audio_channel!r}"),
-            (0.0 < self.eval_crop_fraction <= 1.0, "eval_crop_fraction must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"model config {self.name!r}: {message}")
+
+    @classmethod
+    def from_config_section(cls, name: str = "tiny", **changes: Any) -> ModelConfig:
+        """The `model:` section of a recipe config: the named config (`MODEL_CONFIGS`) with `changes`
+        to its fields; `config_section()` gives back the name and the changes, as written."""
+        try:
+            base = get_config(name)
+        except ValueError as err:
+            raise ValueError(f"name={name!r}: {err}") from None
+        try:
+            config = dataclasses.replace(base, **changes)
+        except ValueError as err:  # the config's own checks: the recipe's loader says where they sit
+            raise ValueError(re.sub(r"^model config ('[^']*': )?", "", str(err))) from None
+        config._changed = tuple(changes)
+        return config
+
+    def config_section(self) -> dict[str, Any]:
+        """The name and the fields set on top of it (for a config made otherwise, those that differ
+        from the named config's; every field when the name is none of MODEL_CONFIGS)."""
+        return {"name": self.name, **self.changes()}
+
+    def changes(self) -> dict[str, Any]:
+        """The fields set on top of the named config (see `config_section`), without the name."""
+        keys = getattr(self, "_changed", None)
+        if keys is None:
+            base = MODEL_CONFIGS.get(self.name)
+            keys = tuple(f.name for f in dataclasses.fields(self) if f.name != "name"
+                         and (base is None or getattr(self, f.name) != getattr(base, f.name)))
+        return {key: getattr(self, key) for key in keys}
+
+    # the section read as the mapping of "name" and changes it was before it was typed (cfg.model["x"])
+    def __getitem__(self, key: str) -> Any:
+        return self.config_section()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.config_section().get(key, default)
+
+    def items(self) -> Any:
+        return self.config_section().items()
 
     def preprocessing(self) -> dict[str, Any]:
         """The input preparation these weights expect, as keyword arguments of `ClipDataset` (the clip

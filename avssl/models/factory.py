@@ -105,15 +105,19 @@ def is_classifier_folder(path: str | Path) -> bool:
     return config.is_file() and CLASSIFIER_KEY in read_config(config)
 
 
-def load_backbone(init: str | Path, model: dict[str, Any] | None = None) -> AVModel:
-    """The encoders to fine-tune or probe. init "none": `create_model(model["name"], **rest)`. Otherwise
-    the pretrained weights at `init`: a checkpoint folder, a run folder (its best checkpoint) or a
-    saved-model folder (imported weights), with the `model` overrides that keep the weights' shapes
-    (e.g. drop_path) applied; `model["name"]` is then ignored (the weights know their shape)."""
-    model = model or {}
-    overrides = {k: v for k, v in model.items() if k != "name"}
+def load_backbone(init: str | Path, model: ModelConfig | dict[str, Any] | None = None) -> AVModel:
+    """The encoders to fine-tune or probe. init "none": a new model of the `model` config (a recipe's
+    `model:` section, or a dict of "name" and changes). Otherwise the pretrained weights at `init`: a
+    checkpoint folder, a run folder (its best checkpoint) or a saved-model folder (imported weights),
+    with the changes of `model` that keep the weights' shapes (e.g. drop_path) applied; its name is
+    then ignored (the weights know their shape)."""
+    if isinstance(model, ModelConfig):
+        name, overrides = model.name, model.changes()
+    else:
+        model = model or {}
+        name, overrides = model.get("name", "tiny"), {k: v for k, v in model.items() if k != "name"}
     if str(init) in ("", "none"):
-        return create_model(model.get("name", "tiny"), **overrides)
+        return create_model(name, **overrides)
     try:
         backbone = load_model(init)
     except WrongModelKind:

@@ -28,6 +28,7 @@ import torch
 from avssl.config import NON_EMPTY, SEED, Check, Range, above, at_least, save_config, validate_config
 from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.synthetic import CLASSES, make_corpus
+from avssl.models.config import ModelConfig
 from avssl.models.factory import create_model, load_model
 from avssl.models.weights import resolve_checkpoint
 from avssl.tasks.embed import Embeddings, embed_source
@@ -63,7 +64,7 @@ def _pretrain_defaults() -> PretrainConfig:
     # configs/pretrain/tiny.yaml's recipe at batch 16 (the demo's corpus is larger); data sources and
     # `out` are filled in by the demo; SpecAugment on, as tiny.yaml sets it (pretraining's default: off)
     return PretrainConfig(
-        model={"name": "tiny", "contrastive_weight": 1.0, "temperature": 0.1},
+        model=ModelConfig.from_config_section("tiny", contrastive_weight=1.0, temperature=0.1),
         data=DataConfig(batch_size=16, num_workers=1, augment=PretrainAugmentConfig(freq_mask=48, time_mask=0.2)),
         train=TrainConfig(epochs=30, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95), warmup_epochs=1.0, log_every=2),
     )
@@ -72,7 +73,7 @@ def _pretrain_defaults() -> PretrainConfig:
 def _finetune_defaults() -> FinetuneConfig:
     # video-only action recognition; `init`, data sources and `out` are filled in by the demo
     return FinetuneConfig(
-        model={"name": "tiny"},
+        model=ModelConfig.from_config_section("tiny"),
         mode="video",
         data=FinetuneDataConfig(batch_size=4, num_workers=1, eval_clips=2, eval_crops=1),
         train=TrainConfig(epochs=15, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_epochs=1.0, log_every=3),

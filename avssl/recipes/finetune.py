@@ -29,6 +29,7 @@ from avssl.data.datasets import ClipDataset
 from avssl.data.pipeline import input_pipeline
 from avssl.data.loader import build_loader
 from avssl.models.classifier import AVClassifier
+from avssl.models.config import ModelConfig
 from avssl.models.factory import load_backbone
 from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
@@ -84,7 +85,7 @@ class FinetuneConfig:
     out: str = "runs/finetune"
     seed: int = 0
     init: str = "none"  # "none" (random init from `model`), or a checkpoint / run / saved-model folder
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})  # name + ModelConfig overrides
+    model: ModelConfig = field(default_factory=ModelConfig.from_config_section)  # name + changes to its fields
     mode: Literal["video", "audio", "av"] = "video"
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, betas=(0.9, 0.999)))

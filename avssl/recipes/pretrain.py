@@ -24,6 +24,7 @@ from avssl.data.pipeline import input_pipeline
 from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
+from avssl.models.config import ModelConfig
 from avssl.models.factory import create_model
 from avssl.recipes.run import open_run
 from avssl.tasks.metrics import retrieval_summary
@@ -74,7 +75,7 @@ class PretrainConfig:
 
     out: str = "runs/pretrain"
     seed: int = 0
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
+    model: ModelConfig = field(default_factory=ModelConfig.from_config_section)  # name + changes to its fields
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -247,8 +248,7 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
     tensorboard/, rejected.txt and collapse_warnings.txt."""
     with open_run(cfg) as (folder, ctx):  # removed again if the set-up below fails
         run_dir = folder.path
-        overrides = {k: v for k, v in cfg.model.items() if k != "name"}
-        model = create_model(cfg.model.get("name", "tiny"), **overrides)
+        model = create_model(cfg.model)
         train_set, val_set = build_datasets(cfg, model.config, run_dir)
         require_sound(train_set)
         if ctx.is_main:
