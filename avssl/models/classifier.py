@@ -124,9 +124,21 @@ class AVClassifier(SavesPretrained, nn.Module):
         return {"mode": self.mode, "fusion": self.fusion, "classes": list(self.classes),
                 "multi_label": self.multi_label, "dropout": self.head_drop.p}
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters AdamW should not decay besides the 1-D ones (timm's convention)."""
+        return no_weight_decay_names(self)
+
     def pretrained_config(self) -> dict[str, Any]:
         """config.json: the ModelConfig fields plus the "classifier" entry (`avssl.models.weights`)."""
         return {**dataclasses.asdict(self.config), CLASSIFIER_KEY: self.classifier_config()}
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """The parameters of the AV encoders' layout that AdamW leaves undecayed besides every 1-D one
+    (biases, norms): positional embeddings, mask tokens and modality embeddings (`AVClassifier.no_weight_decay`;
+    `avssl.train.optim` applies it to a model that declares nothing itself)."""
+    return {name for name, _ in model.named_parameters()
+            if "pos_embed" in name or "token" in name or "modality" in name}
 
 
 def layer_id(name: str, depth: int, joint_depth: int) -> int:

@@ -2,8 +2,9 @@
 the learning rate of each layer.
 
 `param_groups` is the trainer's default; `layer_decay_groups` adds BEiT / MAE layer-wise lr decay on
-top of the same weight-decay split, with each parameter's layer from `avssl.models.classifier.layer_id`
-(the models know their own layout).
+top of the same weight-decay split, with each parameter's layer from `avssl.models.classifier.layer_id`.
+The models know their own layout: which parameters are exempt from weight decay is the model's
+`no_weight_decay()` (timm's convention), and each parameter's layer is `layer_id`.
 """
 from __future__ import annotations
 
@@ -12,16 +13,27 @@ from typing import Any
 from torch import nn
 
 from avssl.models.av_model import AVModel
-from avssl.models.classifier import AVClassifier, layer_id
+from avssl.models.classifier import AVClassifier, layer_id, no_weight_decay_names
+
+
+def no_weight_decay(model: nn.Module) -> set[str]:
+    """The parameters `model` says AdamW should not decay, besides every 1-D one (biases, norms): its
+    `no_weight_decay()` (timm's convention: names as `named_parameters` gives them); for a model
+    without one, the AV encoders' layout (positional and modality embeddings, mask tokens:
+    `avssl.models.classifier.no_weight_decay_names`)."""
+    declared = getattr(model, "no_weight_decay", None)
+    return set(declared()) if callable(declared) else no_weight_decay_names(model)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases, norms, positional and modality embeddings."""
+    """AdamW groups: no weight decay on biases, norms and what the model exempts (`no_weight_decay`:
+    positional and modality embeddings, mask tokens)."""
+    exempt = no_weight_decay(model)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        skip = param.ndim <= 1 or "pos_embed" in name or "token" in name or "modality" in name
+        skip = param.ndim <= 1 or name in exempt
         (no_decay if skip else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -8,7 +8,7 @@ import torch
 
 from avssl.models.classifier import AVClassifier, layer_id
 from avssl.models.factory import create_model, is_classifier_folder, load_backbone, load_classifier
-from avssl.train.optim import layer_decay_groups
+from avssl.train.optim import layer_decay_groups, param_groups
 
 
 @pytest.fixture()
@@ -127,6 +127,31 @@ def test_layer_decay_groups_cover_every_parameter_once():
     assert groups[0]["lr"] == pytest.approx(1e-3)  # the logged lr (first group) is the head's
     flat = layer_decay_groups(model, 1e-3, 0.05, 1.0)
     assert {g["lr"] for g in flat} == {1e-3}
+
+
+def test_the_model_declares_what_skips_weight_decay():
+    model = AVClassifier(create_model("tiny", pos_embed="learned"), 4, mode="av")
+    exempt = model.no_weight_decay()
+    assert {"backbone.video_encoder.modality_embed", "backbone.audio_encoder.pos_embed.weight"} <= exempt
+    assert "backbone.video_encoder.patch_embed.proj.weight" not in exempt and "head.weight" not in exempt
+    undecayed = {id(p) for p in param_groups(model, 0.05)[1]["params"]}
+    params = dict(model.named_parameters())
+    assert all(id(params[name]) in undecayed for name in exempt)
+    assert id(params["head.bias"]) in undecayed and id(params["head.weight"]) not in undecayed
+
+    class Declares(torch.nn.Module):  # a model's own declaration replaces the encoders' layout
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(2, 2))
+            self.token_mixer = torch.nn.Linear(2, 2)
+
+        def no_weight_decay(self) -> set[str]:
+            return {"scale"}
+
+    toy = Declares()
+    decay, no_decay = param_groups(toy, 0.05)
+    assert [id(p) for p in no_decay["params"]] == [id(toy.scale), id(toy.token_mixer.bias)]
+    assert [id(p) for p in decay["params"]] == [id(toy.token_mixer.weight)]
 
 
 def test_the_contrastive_head_and_its_batch_norm_are_dropped():
