@@ -33,7 +33,7 @@ from avssl.masking import Masking, audio_masking, random_masking, tube_masking
 from avssl.models.config import ModelConfig
 from avssl.models.decoder import MAEDecoder
 from avssl.models.encoders import AudioEncoder, VideoEncoder, drop_path_rates
-from avssl.models.layers import JointBlock, init_weights, run_blocks
+from avssl.models.layers import JointBlock, init_weights, no_weight_decay_names, run_blocks
 from avssl.models.patch_embed import audio_patches, video_patches
 from avssl.models.weights import SavesPretrained
 
@@ -205,6 +205,10 @@ class AVModel(SavesPretrained, nn.Module):
             out["joint_tokens"] = self._joint_av(blocks["audio"], blocks["video"])
             out["joint"] = out["joint_tokens"].mean(dim=1)
         return out
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters AdamW should not decay besides the 1-D ones (timm's convention)."""
+        return no_weight_decay_names(self)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass (less memory, ~30% more compute)."""

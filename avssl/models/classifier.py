@@ -28,6 +28,7 @@ from torch import nn
 
 from avssl.models.av_model import AVModel
 from avssl.models.config import ModelConfig
+from avssl.models.layers import no_weight_decay_names
 from avssl.models.weights import SavesPretrained
 
 log = logging.getLogger(__name__)
@@ -131,14 +132,6 @@ class AVClassifier(SavesPretrained, nn.Module):
     def pretrained_config(self) -> dict[str, Any]:
         """config.json: the ModelConfig fields plus the "classifier" entry (`avssl.models.weights`)."""
         return {**dataclasses.asdict(self.config), CLASSIFIER_KEY: self.classifier_config()}
-
-
-def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """The parameters of the AV encoders' layout that AdamW leaves undecayed besides every 1-D one
-    (biases, norms): positional embeddings, mask tokens and modality embeddings (`AVClassifier.no_weight_decay`;
-    `avssl.train.optim` applies it to a model that declares nothing itself)."""
-    return {name for name, _ in model.named_parameters()
-            if "pos_embed" in name or "token" in name or "modality" in name}
 
 
 def layer_id(name: str, depth: int, joint_depth: int) -> int:

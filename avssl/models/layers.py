@@ -133,3 +133,11 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """The parameters of the AV encoders' layout that AdamW leaves undecayed besides every 1-D one
+    (biases, norms): positional embeddings, mask tokens and modality embeddings (`AVModel.no_weight_decay`,
+    `AVClassifier.no_weight_decay`; `avssl.train.optim` applies it to a model that declares nothing itself)."""
+    return {name for name, _ in model.named_parameters()
+            if "pos_embed" in name or "token" in name or "modality" in name}

@@ -13,14 +13,15 @@ from typing import Any
 from torch import nn
 
 from avssl.models.av_model import AVModel
-from avssl.models.classifier import AVClassifier, layer_id, no_weight_decay_names
+from avssl.models.classifier import AVClassifier, layer_id
+from avssl.models.layers import no_weight_decay_names
 
 
 def no_weight_decay(model: nn.Module) -> set[str]:
     """The parameters `model` says AdamW should not decay, besides every 1-D one (biases, norms): its
     `no_weight_decay()` (timm's convention: names as `named_parameters` gives them); for a model
     without one, the AV encoders' layout (positional and modality embeddings, mask tokens:
-    `avssl.models.classifier.no_weight_decay_names`)."""
+    `avssl.models.layers.no_weight_decay_names`)."""
     declared = getattr(model, "no_weight_decay", None)
     return set(declared()) if callable(declared) else no_weight_decay_names(model)
 

@@ -178,3 +178,9 @@ def test_full_contrastive_view_scores_embeddings_of_the_whole_clip():
 def test_time_bins_need_the_full_contrastive_view():
     with pytest.raises(ValueError, match="time_bins > 0 needs contrastive_view='full'"):
         create_model("tiny", time_bins=4)
+
+
+def test_the_pretraining_model_declares_what_weight_decay_skips(model):
+    exempt = model.no_weight_decay()
+    assert {"video_encoder.modality_embed", "audio_encoder.modality_embed"} <= exempt
+    assert not any("qkv" in name or "proj.weight" in name for name in exempt)
