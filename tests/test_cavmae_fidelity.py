@@ -26,7 +26,7 @@ from avssl.recipes.finetune import FinetuneConfig, soft_targets
 from avssl.recipes.pretrain import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ROOT / "configs" / "pretrain"
+PRETRAIN = ROOT / "avssl" / "configs" / "pretrain"
 
 
 # 1. SpecAugment: off in pretraining unless a recipe asks for it (CAV-MAE: freqm = timem = 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from avssl.cli import build_parser
+from avssl.cli.recipe import config_path
 from avssl.config import load_config
 from avssl.models.config import config_from_dict, get_config
 from avssl.recipes.demo import DemoConfig
@@ -48,7 +49,8 @@ def test_readme_command_parses_and_its_overrides_are_valid(command, monkeypatch)
     config_class = CONFIG_CLASSES.get(args.command)
     if config_class is None:
         return
-    cfg = load_config(config_class, args.config, list(args.overrides))
+    path = config_path(args, default=None if args.command == "demo" else "tiny")  # as each command reads -c
+    cfg = load_config(config_class, path, list(args.overrides))
     for model in (getattr(cfg, "model", None), getattr(getattr(cfg, "pretrain", None), "model", None)):
         if model:
             fields = {k: v for k, v in model.items() if k != "name"}

@@ -13,7 +13,8 @@ import traceback
 from importlib import import_module
 
 COMMANDS: tuple[str, ...] = (
-    "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "prepare", "import_weights", "probe", "shard",
+    "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "configs", "prepare", "import_weights", "probe",
+    "shard",
 )
 
 

@@ -27,7 +27,7 @@ TOY = [
 
 
 def test_config_file_matches_built_in_defaults() -> None:
-    from_file = load_config(DemoConfig, ROOT / "configs" / "demo.yaml")
+    from_file = load_config(DemoConfig, ROOT / "avssl" / "configs" / "demo.yaml")
     assert config_to_dict(from_file) == config_to_dict(DemoConfig())
 
 
@@ -42,7 +42,7 @@ def test_few_labels_keeps_the_first_videos_of_each_class(tmp_path: Path) -> None
 
 def test_demo_runs_and_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # nothing from the repository (configs/) is needed
+    monkeypatch.chdir(tmp_path)  # nothing from the checkout is needed
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *TOY]) == 0
     printed = capsys.readouterr().out

@@ -19,7 +19,7 @@ from avssl.tasks.linear_probe import linear_probe
 from avssl.train.checkpoint import Position, save_checkpoint
 from avssl.train.observe import read_metrics
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "tiny.yaml"
+TINY_YAML = Path(__file__).resolve().parents[2] / "avssl" / "configs" / "finetune" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

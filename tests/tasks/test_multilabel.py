@@ -19,7 +19,7 @@ from avssl.tasks.classification_metrics import average_precision, classification
 from avssl.recipes.finetune import classification_loss, soft_targets
 from avssl.train.observe import read_metrics
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "tiny.yaml"
+TINY_YAML = Path(__file__).resolve().parents[2] / "avssl" / "configs" / "finetune" / "tiny.yaml"
 SEGMENTS_HEADER = [
     "# Segments csv created by the avssl tests",
     "# num_ytids=0, num_segs=0, num_unique_labels=0, num_positive_labels=0",

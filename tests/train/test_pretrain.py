@@ -27,7 +27,7 @@ from avssl.recipes.pretrain import PretrainConfig, run_pretrain
 from avssl.train.trainer import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
+TINY = ROOT / "avssl" / "configs" / "pretrain" / "tiny.yaml"
 
 
 def tiny_config(corpus: Path, out: Path, *extra: str) -> PretrainConfig:
