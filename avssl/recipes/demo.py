@@ -8,7 +8,7 @@
    scratch (`run_finetune`), and fit a linear probe on each one's frozen features (`linear_probe`);
 5. write `<out>/report.html` and `<out>/results.json`.
 
-The settings are `DemoConfig`'s defaults (configs/demo.yaml repeats them, commented), so the demo
+The settings are `DemoConfig`'s defaults (avssl/configs/demo.yaml repeats them, commented), so the demo
 runs from an installed package as well as from the repository. Every stage is timed; the default
 sizes were chosen so the whole run stays well under ten minutes on a 2-core CPU (see `budget_s`).
 """
@@ -61,7 +61,7 @@ class CorpusConfig:
 
 
 def _pretrain_defaults() -> PretrainConfig:
-    # configs/pretrain/tiny.yaml's recipe at batch 16 (the demo's corpus is larger); data sources and
+    # the pretrain/tiny recipe at batch 16 (the demo's corpus is larger); data sources and
     # `out` are filled in by the demo; SpecAugment on, as tiny.yaml sets it (pretraining's default: off)
     return PretrainConfig(
         model=ModelConfig.from_config_section("tiny", contrastive_weight=1.0, temperature=0.1),
@@ -83,7 +83,7 @@ def _finetune_defaults() -> FinetuneConfig:
 
 @dataclass
 class DemoConfig:
-    """Everything `avssl demo` reads (`-c configs/demo.yaml` and dotted overrides are optional)."""
+    """Everything `avssl demo` reads (`-c demo`, a YAML file and dotted overrides are optional)."""
 
     out: str = "runs/demo"
     seed: int = 0
