@@ -28,7 +28,7 @@ CHANCE_TOLERANCE = 0.02  # a contrastive loss within 2 % of ln(B) is at chance
 WARNINGS_FILE = "collapse_warnings.txt"
 TRAINING_ADVICE = ("when the shared event is small or brief (most pixels and most of the spectrogram are "
                    "nuisance), the tiny recipe's model.input_norm=clip, model.contrastive_view=full, "
-                   "model.time_bins and model.proj_norm=batch (configs/pretrain/tiny.yaml); else try a larger "
+                   "model.time_bins and model.proj_norm=batch (the pretrain/tiny recipe); else try a larger "
                    "model.contrastive_weight, a lower train.lr or a longer train.warmup_epochs "
                    "(benchmarks/README.md)")
 MODALITIES = ("video", "audio")
