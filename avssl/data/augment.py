@@ -13,7 +13,7 @@ Evaluation transforms never augment, whatever the config says.
 Pretraining's defaults (`PretrainAugmentConfig`) leave SpecAugment off, as CAV-MAE pretrains
 (``freqm`` and ``timem`` 0 in its ``run_cavmae_pretrain.py``): masked bands would otherwise become MAE
 targets and contrastive inputs. A recipe turns it on with ``data.augment.freq_mask`` / ``time_mask``
-(configs/pretrain/tiny.yaml does). Fine-tuning keeps it on by default.
+(the pretrain/tiny recipe does). Fine-tuning keeps it on by default.
 """
 from __future__ import annotations
 
