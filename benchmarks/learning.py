@@ -1,11 +1,11 @@
 """Does pretraining learn? The tiny recipe on the easy and the hard synthetic corpus, over seeds.
 
 For each corpus and seed, as a new user would, through the documented CLI:
-1. `avssl pretrain -c configs/pretrain/tiny.yaml` on the training videos (no labels; the easy corpus
+1. `avssl pretrain -c tiny` on the training videos (no labels; the easy corpus
    gets its val.csv as `data.val`, the hard one a held-out part of its training folder);
 2. `avssl evaluate retrieval` on the held-out test clips: R@1 both ways, class precision@1 (content
    classes), and the spread of the test embeddings (mean pairwise cosine per modality);
-3. `avssl finetune -c configs/finetune/tiny.yaml` with 10 labels per class, from the pretrained
+3. `avssl finetune -c tiny` with 10 labels per class, from the pretrained
    checkpoint and from scratch, scored on the test clips (hard corpus: motion labels, flip off;
    easy corpus: its class labels), checkpoint chosen on 10 other labelled training clips per class.
 Prints one table (mean +- std over seeds under each corpus) and writes `results.json`.
@@ -31,8 +31,8 @@ from avssl.tasks.embed import Embeddings
 from avssl.train.collapse import mean_pairwise_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ROOT / "configs" / "pretrain" / "tiny.yaml"
-FINETUNE = ROOT / "configs" / "finetune" / "tiny.yaml"
+PRETRAIN = ROOT / "avssl" / "configs" / "pretrain" / "tiny.yaml"
+FINETUNE = ROOT / "avssl" / "configs" / "finetune" / "tiny.yaml"
 # corpus name -> make_corpus arguments (full, quick)
 CORPORA = {
     "easy": ({"kind": "easy", "num_classes": 4, "videos_per_class": 30, "val_fraction": 0.2},
