@@ -1,4 +1,4 @@
-"""`avssl finetune -c CONFIG [key=value ...]`: classify labelled clips with pretrained encoders."""
+"""`avssl finetune [-c CONFIG] [key=value ...]`: classify labelled clips with pretrained encoders."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a classifier (action recognition, sound events) from a checkpoint or from scratch",
-        description="Fine-tune from a YAML config (configs/finetune/) with dotted key=value overrides, e.g. "
-        "`avssl finetune -c configs/finetune/tiny.yaml init=runs/pretrain-tiny data.train=videos/train.csv "
+        description="Fine-tune from a built-in recipe (tiny, the default, or base; `avssl configs`) or a YAML "
+        "file, with dotted key=value overrides, e.g. "
+        "`avssl finetune -c tiny init=runs/pretrain-tiny data.train=videos/train.csv "
         "data.val=videos/val.csv mode=av out=runs/ft`. The best checkpoint is scored with "
         "data.eval_clips x data.eval_crops views per video into OUT/eval/ (metrics.json, confusion.png, "
         "predictions.csv). Works under torchrun for several GPUs.",

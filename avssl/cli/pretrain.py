@@ -1,4 +1,4 @@
-"""`avssl pretrain -c CONFIG [key=value ...]`: audio-visual pretraining on raw video files."""
+"""`avssl pretrain [-c CONFIG] [key=value ...]`: audio-visual pretraining on raw video files."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pretrain",
         help="pretrain video and audio encoders (contrastive + masked-patch prediction)",
-        description="Pretrain from a YAML config (configs/pretrain/) with dotted key=value overrides, "
-        "e.g. `avssl pretrain -c configs/pretrain/tiny.yaml data.train=videos/ train.epochs=5 out=runs/x`. "
+        description="Pretrain from a built-in recipe (tiny, the default, or base; `avssl configs`) or a YAML "
+        "file, with dotted key=value overrides, e.g. `avssl pretrain -c tiny data.train=videos/ train.epochs=5 "
+        "out=runs/x`. "
         "Works under torchrun for several GPUs.",
     )
     add_recipe_arguments(parser)
