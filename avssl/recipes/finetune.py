@@ -1,7 +1,7 @@
 """The fine-tuning recipe: classify labelled clips (action recognition, sound events) with pretrained
 encoders and a new head, in the shared training loop.
 
-`run_finetune(cfg)` is what `avssl finetune -c configs/finetune/tiny.yaml key=value ...` calls.
+`run_finetune(cfg)` is what `avssl finetune -c tiny key=value ...` calls.
 The encoders come from an avssl checkpoint or run folder (its best checkpoint), from imported
 weights (any folder with model.safetensors + config.json), or are freshly initialised (`init=none`).
 Training: label smoothing, optional mixup (video and audio mixed with the same lambda and the same
@@ -80,7 +80,7 @@ class HeadConfig:
 
 @dataclass
 class FinetuneConfig:
-    """Everything `avssl finetune` reads: a YAML file under configs/finetune/ plus overrides."""
+    """Everything `avssl finetune` reads: a built-in recipe (avssl/configs/finetune/) or YAML file plus overrides."""
 
     out: str = "runs/finetune"
     seed: int = 0

@@ -1,6 +1,6 @@
 """The pretraining recipe: config, data, model and validation wired into the shared loop.
 
-`run_pretrain(cfg)` is what `avssl pretrain -c configs/pretrain/tiny.yaml key=value ...`
+`run_pretrain(cfg)` is what `avssl pretrain -c tiny key=value ...`
 calls; it also works from Python and under `torchrun` (one process per GPU).
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ class DataConfig:
 
 @dataclass
 class PretrainConfig:
-    """Everything `avssl pretrain` reads: a YAML file under configs/pretrain/ plus overrides."""
+    """Everything `avssl pretrain` reads: a built-in recipe (avssl/configs/pretrain/) or YAML file plus overrides."""
 
     out: str = "runs/pretrain"
     seed: int = 0
