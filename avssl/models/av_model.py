@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -169,6 +170,20 @@ class AVModel(SavesPretrained, nn.Module):
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, F, M) log-mel -> (B, proj_dim) L2-normalised embeddings (unmasked)."""
         return self._embed(audio, "audio")
+
+    @torch.no_grad()
+    def embed(self, video: Any = None, audio: Any = None, *, sample_rate: int | None = None,
+              fps: float | None = None) -> dict[str, torch.Tensor]:
+        """Embeddings of frames and / or waveforms in memory: "video", "audio" (B, proj_dim), L2-normalised,
+        for the modalities given. Inputs are prepared by `avssl.data.pipeline.Preprocessor` exactly as
+        `avssl embed` prepares a file's centre clip: video uint8 frames (T, H, W, 3), a batch of them or
+        a list (fps: their rate, default: they span the clip); audio samples (N,) or (channels, N) at
+        `sample_rate`, a batch or a list."""
+        from avssl.data.pipeline import Preprocessor  # the decoders and transforms load only when used
+
+        inputs = Preprocessor.from_config(self.config)(video=video, audio=audio, sample_rate=sample_rate, fps=fps)
+        device = next(self.parameters()).device
+        return {name: self._embed(x.to(device), name) for name, x in inputs.items()}
 
     def features_and_embeddings(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both modalities of whole (unmasked) clips in one encoder pass each: "video", "audio" (B, D)
