@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import av
 import av.filter
@@ -105,32 +105,11 @@ def source_name(source: str | Path | BinaryIO) -> str:
     return str(getattr(source, "name", "<file object>"))
 
 
-def decode_clip(
-    source: str | Path | BinaryIO,
-    start: float,
-    end: float,
-    num_frames: int,
-    *,
-    audio_rate: int = 16000,
-    short_side: int | None = None,
-    with_video: bool = True,
-    with_audio: bool = True,
-    timeout: float = 60.0,
-    audio_channel: int | str = "mean",
-) -> DecodedClip:
-    """Decode the window [start, end) seconds: `num_frames` frames and mono audio at `audio_rate`.
-
-    Frame i is the first frame whose time >= start + (i + 0.5) * (end - start) / num_frames (the last
-    frame when none is). `short_side` resizes (inside the decoder's colour conversion) so the shorter
-    side has that many pixels, keeping the aspect ratio. `audio_channel` makes several channels mono:
-    "mean" (their average, so a stereo file with two equal channels reads exactly like its mono twin;
-    FFmpeg's own downmix would add sqrt(2) of gain) or a channel index (0: the first, what CAV-MAE and
-    AST feed their models; a file with fewer channels gives its last). Raises DecodeError when the file
-    cannot be read or one window takes longer than `timeout` seconds.
-    """
-    return decode_clips(source, [(start, end)], num_frames, audio_rate=audio_rate, short_side=short_side,
-                        with_video=with_video, with_audio=with_audio, timeout=timeout,
-                        audio_channel=audio_channel)[0]
+def decode_clip(source: str | Path | BinaryIO, start: float, end: float, num_frames: int,
+                **options: Any) -> DecodedClip:
+    """Decode the window [start, end) seconds: `num_frames` frames and mono audio; `options` are
+    `decode_clips`'s (audio rate, resize, audio channel, ...)."""
+    return decode_clips(source, [(start, end)], num_frames, **options)[0]
 
 
 def decode_clips(
@@ -145,8 +124,18 @@ def decode_clips(
     timeout: float = 60.0,
     audio_channel: int | str = "mean",
 ) -> list[DecodedClip]:
-    """Decode several windows from one open container (same arguments as `decode_clip`); a window
-    without any decodable frame is tried once more in a freshly opened one."""
+    """Decode several windows (start, end) seconds from one open container: for each, `num_frames`
+    frames and mono audio at `audio_rate`.
+
+    Frame i is the first frame whose time >= start + (i + 0.5) * (end - start) / num_frames (the last
+    frame when none is). `short_side` resizes (inside the decoder's colour conversion) so the shorter
+    side has that many pixels, keeping the aspect ratio. `audio_channel` makes several channels mono:
+    "mean" (their average, so a stereo file with two equal channels reads exactly like its mono twin;
+    FFmpeg's own downmix would add sqrt(2) of gain) or a channel index (0: the first, what CAV-MAE and
+    AST feed their models; a file with fewer channels gives its last). A window without any decodable
+    frame is tried once more in a freshly opened container. Raises DecodeError when the file cannot be
+    read or one window takes longer than `timeout` seconds.
+    """
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     for start, end in windows:
