@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_model": "avssl.models.factory",
     "list_models": "avssl.models.factory",
     "ClipDataset": "avssl.data.datasets",
+    "open_dataset": "avssl.data.datasets",
     "build_loader": "avssl.data.loader",
     "decode_clip": "avssl.data.decode",
     "probe": "avssl.data.probe",

@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "ClipDataset": "avssl.data.datasets",
+    "open_dataset": "avssl.data.datasets",
     "build_loader": "avssl.data.loader",
     "collate_clips": "avssl.data.loader",
     "ShardedSampler": "avssl.data.loader",

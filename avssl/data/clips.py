@@ -20,6 +20,7 @@ from avssl.data.manifest import ManifestEntry
 from avssl.data.probe import VideoInfo
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
 from avssl.data.pipeline import InputPipeline, report_audio_length
+from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 from avssl.data.video import EVAL_CROP_FRACTION
 
 MAX_CONSECUTIVE_FAILURES = 10
@@ -57,18 +58,35 @@ def label_target(indices: Sequence[int], num_classes: int, multi_label: bool) ->
 class ClipMaker:
     """Sampler, decoder settings and transforms of a clip dataset; `make_item` builds its items.
 
-    The base of ClipDataset and ShardDataset, which read a video's bytes from a file and from a shard.
-    The arguments are theirs (see ClipDataset); ``augment`` sets the training augmentations (default:
-    `AugmentConfig()`; unused when not ``train``). ``epoch`` (0 at first) selects the draws; a subclass
-    may replace ``video_transform`` or ``audio_transform`` after construction.
+    The base of ClipDataset and ShardDataset, which read a video's bytes from a file and from a shard;
+    its arguments are the clip options both take:
+
+    - clip shape: ``num_frames`` frames of ``frame_size`` pixels square from windows of
+      ``clip_duration`` seconds; ``audio_frames`` (default: ``clip_duration`` rounded up to a multiple
+      of 16 frames) is the spectrogram length clips are padded or cut to, ``num_mel_bins`` its height;
+    - which windows: ``sampler`` (a name of `make_sampler` or a `ClipSampler`), ``clips_per_video``
+      ("constant" and "random_multi"), ``short`` (videos shorter than a clip: "pad" or "skip"), and
+      ``seed``: every random draw is keyed by (seed, epoch, index);
+    - decoding: ``audio_rate`` (Hz) and ``audio_channel`` (how several channels become mono: "mean",
+      or a channel index);
+    - transforms: ``train`` (random crop, flip and SpecAugment as ``augment`` says, default
+      `AugmentConfig()`; without it the evaluation view, a centre crop of ``eval_crop_fraction`` of the
+      resized short side), ``crops`` (evaluation only: that many crops along the long side, so an
+      item's ``video`` is (crops, T, 3, S, S); None: one view, (T, 3, S, S)), and the normalisation
+      statistics ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std``.
+
+    ``**avssl.data.pipeline.input_pipeline(config).dataset_kwargs()`` gives the shape, decoding and
+    normalisation a model config says. ``epoch`` (0 at first) selects the draws.
     """
 
-    def __init__(self, *, num_frames: int, clip_duration: float, frame_size: int, sampler: str | ClipSampler,
-                 clips_per_video: int, train: bool, audio_rate: int, num_mel_bins: int, seed: int, short: str,
-                 image_mean: tuple[float, float, float], image_std: tuple[float, float, float],
-                 fbank_mean: float, fbank_std: float, augment: AugmentConfig | None = None,
+    def __init__(self, *, num_frames: int = 8, clip_duration: float = 2.0, frame_size: int = 112,
+                 sampler: str | ClipSampler = "random", clips_per_video: int = 1, train: bool = True,
+                 audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0, short: str = "pad",
+                 image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 image_std: tuple[float, float, float] = IMAGENET_STD,
+                 fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD, augment: AugmentConfig | None = None,
                  audio_frames: int | None = None, audio_channel: int | str = "mean",
-                 eval_crop_fraction: float = EVAL_CROP_FRACTION):
+                 eval_crop_fraction: float = EVAL_CROP_FRACTION, crops: int | None = None):
         augment = augment or AugmentConfig()
         if isinstance(sampler, str):
             sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
@@ -89,7 +107,10 @@ class ClipMaker:
         self.short_side = self.pipeline.short_side
         self.seed = seed
         self.epoch = 0
-        self.video_transform = self.pipeline.video_transform(train, augment)
+        if crops is not None and train:
+            raise ValueError(f"crops={crops} are evaluation views: pass train=False")
+        self.video_transform = (self.pipeline.spatial_crops(crops) if crops is not None
+                                else self.pipeline.video_transform(train, augment))
         self.audio_transform = self.pipeline.audio_transform(train, augment)
 
     def augmentations(self) -> str:

@@ -1,6 +1,11 @@
-"""ClipDataset: the one dataset entry point from video files to model-ready clips.
+"""The one dataset entry point, `open_dataset`, and ClipDataset, its map-style dataset of video files.
 
-source -> manifest entries (``read_source``) -> probe (cached) -> rejected files
+`open_dataset(source, ...)` is what every command reads videos through (pretraining, fine-tuning,
+embedding, the linear probe and evaluation): a folder, class folders, a CSV manifest or video files
+give a `ClipDataset`, WebDataset shards written by `avssl shard` a `ShardDataset`
+(`avssl.data.shards`), with the same items for the same seed.
+
+ClipDataset: source -> manifest entries (``read_source``) -> probe (cached) -> rejected files
 set aside -> index of (video, item) pairs from the clip sampler -> per item:
 sample window(s) -> decode only those windows -> video and audio transforms.
 
@@ -12,21 +17,19 @@ sees the segment length and the dataset shifts the windows by its start.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avssl.data.audio import FBANK_MEAN, FBANK_STD
-from avssl.data.augment import AugmentConfig
 from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, entry_segment, label_names, label_target
 from avssl.data.decode import DecodeError
 from avssl.data.manifest import ManifestEntry, read_source
 from avssl.data.probe import VideoInfo, probe, summarize
-from avssl.data.sampling import ClipSampler
-from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
+from avssl.data.shards import ShardDataset, is_shard_source
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +45,10 @@ class ClipDataset(ClipMaker, Dataset):
     ("random_multi" with clips_per_video > 1) an item is a list of such dicts,
     one per clip, all decoded from one open file (``collate_clips`` flattens them).
 
-    ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std`` are the
-    normalisation statistics; pass a model's (``ModelConfig``) to feed it the
-    way it was trained. ``augment`` (an `AugmentConfig`; default: its defaults) sets the random
-    crop, flip and SpecAugment of training items (``train=True``); `augmentations()` names them.
-    ``audio_frames`` (default: ``clip_duration`` rounded up to a multiple of 16 frames) is the
-    spectrogram length clips are padded or cut to, ``audio_channel`` how several channels become
-    mono ("mean", or a channel index), ``eval_crop_fraction`` the evaluation view's centre crop as a
-    fraction of the resized short side. ``**avssl.data.pipeline.input_pipeline(config).dataset_kwargs()``
-    gives all of these as a model config says.
+    `source`: a folder, class folders, a CSV manifest, a video file or a list of them (see
+    `avssl.data.manifest.read_source`); ``classes`` fixes the class list (default: the labels found,
+    sorted); ``probe_cache`` is `probe`'s cache. ``clip_options`` are `ClipMaker`'s: clip shape,
+    sampler, seed, decoding, augmentations and normalisation.
 
     Files the probe refuses are kept in ``rejected`` and summarised in one
     warning. A file that fails to decode later is logged, counted in
@@ -58,20 +56,9 @@ class ClipDataset(ClipMaker, Dataset):
     ``MAX_CONSECUTIVE_FAILURES`` failures in a row raise RuntimeError.
     """
 
-    def __init__(self, source: str | Path | Sequence[str | Path], *, num_frames: int = 8, clip_duration: float = 2.0,
-                 frame_size: int = 112, sampler: str | ClipSampler = "random", clips_per_video: int = 1,
-                 train: bool = True, audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0,
-                 classes: list[str] | None = None, probe_cache: str | Path | None = None, short: str = "pad",
-                 image_mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 image_std: tuple[float, float, float] = IMAGENET_STD,
-                 fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD,
-                 augment: AugmentConfig | None = None, audio_frames: int | None = None,
-                 audio_channel: int | str = "mean", eval_crop_fraction: float = 0.875):
-        super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
-                         clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
-                         seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std, augment=augment, audio_frames=audio_frames,
-                         audio_channel=audio_channel, eval_crop_fraction=eval_crop_fraction)
+    def __init__(self, source: str | Path | Sequence[str | Path], *, classes: list[str] | None = None,
+                 probe_cache: str | Path | None = None, **clip_options: Any):
+        super().__init__(**clip_options)
         self.decode_failures = 0
 
         entries = read_source(source)
@@ -118,6 +105,10 @@ class ClipDataset(ClipMaker, Dataset):
     def num_videos(self) -> int:
         """Videos (or manifest segments) that give at least one item."""
         return len(self._paths)
+
+    def video_of(self, index: int) -> int:
+        """The usable video (0-based, in source order) item `index` is cut from."""
+        return int(self._video_of[index])
 
     def video_path(self, video: int) -> str:
         """Path of the ``video``-th usable video (in source order)."""
@@ -192,3 +183,20 @@ def _source_label(source: str | Path | Sequence[str | Path]) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
     return f"list of {len(source)} files"
+
+
+def open_dataset(source: str | Path | Sequence[str | Path], *, train: bool = True, classes: list[str] | None = None,
+                 probe_cache: str | Path | None = None, **clip_options: Any) -> ClipDataset | ShardDataset:
+    """The clips of `source`, whatever kind of source it is: WebDataset shards (a folder written by
+    `avssl shard`, .tar files, a URL or brace pattern of them; see `is_shard_source`) give a
+    `ShardDataset`, anything else (folder, class folders, CSV manifest, video files) a `ClipDataset`.
+
+    Both give the same items for the same seed, epoch and index. Training shards (`train`) are
+    shuffled and yield the same number of items on every rank each epoch (what DDP needs);
+    evaluation shards are read once each, in order, so every clip comes exactly once. `classes`
+    fixes the class list, `probe_cache` is the probe's cache (files only: shards were probed when
+    written), `clip_options` are `ClipMaker`'s (clip shape, sampler, seed, augmentations, ...).
+    """
+    if isinstance(source, (str, os.PathLike)) and is_shard_source(source):
+        return ShardDataset(source, train=train, classes=classes, shuffle=train, fixed_length=train, **clip_options)
+    return ClipDataset(source, train=train, classes=classes, probe_cache=probe_cache, **clip_options)

@@ -37,7 +37,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -47,14 +47,11 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tarfile_samples
 from torch.utils.data import IterableDataset, get_worker_info
 
-from avssl.data.audio import FBANK_MEAN, FBANK_STD
-from avssl.data.augment import AugmentConfig
 from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, label_target
 from avssl.data.decode import DecodeError
 from avssl.data.probe import VideoInfo
-from avssl.data.sampling import ClipSampler, seed_from
+from avssl.data.sampling import seed_from
 from avssl.data.shard_writer import INDEX_FORMAT, INDEX_NAME
-from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +153,8 @@ class ShardDataset(ClipMaker, IterableDataset):
     """ClipDataset's items (same keys, same values for the same seed) streamed from tar shards.
 
     `shards`: a folder written by `avssl shard`, shard paths or URLs, or a brace pattern of them
-    (see `resolve_shards`); `index`: where ``index.json`` is when not beside the shards. The clip
-    arguments are ClipDataset's (``augment`` included). ``shuffle`` permutes the shard order every
+    (see `resolve_shards`); `index`: where ``index.json`` is when not beside the shards; ``classes``
+    as in ClipDataset. ``clip_options`` are `ClipMaker`'s, as ClipDataset's. ``shuffle`` permutes the shard order every
     epoch and mixes the items of consecutive videos in a buffer of ``shuffle_buffer`` items (their
     videos held in memory).
     ``rank``/``world_size`` and ``batch_size``/``drop_last`` set how an epoch is split (module
@@ -171,20 +168,10 @@ class ShardDataset(ClipMaker, IterableDataset):
     """
 
     def __init__(self, shards: str | Path | Sequence[str | Path], *, index: str | Path | None = None,
-                 num_frames: int = 8, clip_duration: float = 2.0, frame_size: int = 112,
-                 sampler: str | ClipSampler = "random", clips_per_video: int = 1, train: bool = True,
-                 audio_rate: int = 16000, num_mel_bins: int = 128, seed: int = 0, classes: list[str] | None = None,
-                 short: str = "pad", image_mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 image_std: tuple[float, float, float] = IMAGENET_STD, fbank_mean: float = FBANK_MEAN,
-                 fbank_std: float = FBANK_STD, shuffle: bool = True, shuffle_buffer: int = 16,
+                 classes: list[str] | None = None, shuffle: bool = True, shuffle_buffer: int = 16,
                  fixed_length: bool = True, rank: int = 0, world_size: int = 1, batch_size: int = 1,
-                 drop_last: bool = False, augment: AugmentConfig | None = None, audio_frames: int | None = None,
-                 audio_channel: int | str = "mean", eval_crop_fraction: float = 0.875):
-        super().__init__(num_frames=num_frames, clip_duration=clip_duration, frame_size=frame_size, sampler=sampler,
-                         clips_per_video=clips_per_video, train=train, audio_rate=audio_rate, num_mel_bins=num_mel_bins,
-                         seed=seed, short=short, image_mean=image_mean, image_std=image_std, fbank_mean=fbank_mean,
-                         fbank_std=fbank_std, augment=augment, audio_frames=audio_frames,
-                         audio_channel=audio_channel, eval_crop_fraction=eval_crop_fraction)
+                 drop_last: bool = False, **clip_options: Any):
+        super().__init__(**clip_options)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
         self.start, self.decode_failures, self.skipped_samples = 0, 0, 0
 
@@ -199,6 +186,7 @@ class ShardDataset(ClipMaker, IterableDataset):
         # items per packed video, and the ClipDataset index of each video's first item
         self._counts = np.array([self.sampler.num_items(d) for d in data["durations"]], np.int64)
         self._first_item = np.concatenate([[0], np.cumsum(self._counts)])
+        self._usable_first = self._first_item[:-1][self._counts > 0]  # of the videos that give items
         self._shard_items = np.array([int(self._counts[s["indices"]].sum()) for s in entries], np.int64)
         self.total_items = int(self._shard_items.sum())
         if self.total_items == 0:
@@ -206,6 +194,16 @@ class ShardDataset(ClipMaker, IterableDataset):
                              f"{self.clip_duration:g} s clip (all shorter, short='skip')")
         self.rank, self.world_size, self.batch_size, self.drop_last = 0, 1, 1, False
         self._check_split(rank, world_size, batch_size, drop_last)
+
+    @property
+    def num_videos(self) -> int:
+        """Videos (or manifest segments) in all the shards that give at least one item."""
+        return len(self._usable_first)
+
+    def video_of(self, index: int) -> int:
+        """The video (0-based among `num_videos`, in source order) item `index` is cut from: the
+        number ClipDataset gives it."""
+        return int(np.searchsorted(self._usable_first, index, side="right")) - 1
 
     def _check_split(self, rank: int, world_size: int, batch_size: int, drop_last: bool) -> None:
         if world_size < 1 or not 0 <= rank < world_size:

@@ -26,7 +26,7 @@ from torch import nn
 from avssl.config import NON_EMPTY, SEED, Check, Range, at_least
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
-from avssl.data.pipeline import input_pipeline
+from avssl.data.shards import ShardDataset
 from avssl.data.loader import build_loader
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
@@ -34,11 +34,12 @@ from avssl.models.factory import load_backbone
 from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
-from avssl.tasks.video_eval import EvalReport, MultiViewDataset, evaluate_classifier, predict_videos
+from avssl.tasks.video_eval import EvalReport, evaluate_classifier, multi_view_dataset, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
 from avssl.train.optim import layer_decay_groups
-from avssl.recipes.pretrain import DataConfig, log_augmentations, split_sources, write_rejected
+from avssl.recipes.pretrain import (DataConfig, data_pipeline, log_augmentations, split_sources, training_dataset,
+                                   write_rejected)
 from avssl.recipes.run import open_run
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
@@ -165,7 +166,7 @@ def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool) 
     return step
 
 
-def make_validator(dataset: MultiViewDataset, batch_size: int, num_workers: int) -> EvalFn:
+def make_validator(dataset: ClipDataset | ShardDataset, batch_size: int, num_workers: int) -> EvalFn:
     """Each epoch: per-video scores of one centred clip, reported as val_top1 / val_top5 (or val_mAP)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -182,7 +183,7 @@ def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, v
     best = resolve_checkpoint(run_dir / "checkpoints", which="best")
     load_weights(model, best, next(model.parameters()).device, what="the classifier it fine-tuned")
     source = data.test or val_source
-    dataset = MultiViewDataset(
+    dataset = multi_view_dataset(
         source, model_config=model.config, clips=data.eval_clips, crops=1 if cfg.mode == "audio" else data.eval_crops,
         classes=model.classes, num_frames=data.num_frames, frame_size=data.frame_size,
         clip_duration=data.clip_duration, seed=cfg.seed, short=data.short_videos,
@@ -201,15 +202,12 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         model_cfg, data = backbone.config, cfg.data
         train_source, val_source = split_sources(data, run_dir, cfg.seed)
         shape = dict(num_frames=data.num_frames, frame_size=data.frame_size, clip_duration=data.clip_duration)
-        train_set = ClipDataset(
-            train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=cfg.seed,
-            short=data.short_videos, augment=data.augment, **input_pipeline(model_cfg, **shape).dataset_kwargs(),
-        )
+        train_set = training_dataset(train_source, data, data_pipeline(model_cfg, data), cfg.seed)
         if not train_set.classes:
             raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")
         classes = train_set.classes
-        val_set = MultiViewDataset(val_source, model_config=model_cfg, classes=classes, seed=cfg.seed,
-                                   short=data.short_videos, **shape)
+        val_set = multi_view_dataset(val_source, model_config=model_cfg, classes=classes, seed=cfg.seed,
+                                     short=data.short_videos, **shape)
         if ctx.is_main:
             write_rejected(run_dir, train_set, val_set)
         model = AVClassifier(backbone, len(classes), mode=cfg.mode, fusion=cfg.head.fusion, dropout=cfg.head.dropout,
@@ -218,7 +216,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
                               drop_last=True, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
         log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",
                  model_cfg.name, cfg.mode, len(classes), ", multi-label" if model.multi_label else "",
-                 len(train_set), len(val_set) // val_set.clips, ctx.world_size, ctx.device)
+                 len(train_set), val_set.num_videos, ctx.world_size, ctx.device)
         log_augmentations(train_set)
         trainer = Trainer(
             model, loader, make_step(cfg.mode, len(classes), cfg.head, model.multi_label), cfg.train, run_dir, ctx,

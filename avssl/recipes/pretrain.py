@@ -17,10 +17,10 @@ from torch import nn
 
 from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, above, at_least
 from avssl.data.augment import PretrainAugmentConfig
-from avssl.data.datasets import ClipDataset
+from avssl.data.datasets import ClipDataset, open_dataset
 from avssl.data.loader import build_loader
 from avssl.data.manifest import ManifestEntry, read_source, write_manifest
-from avssl.data.pipeline import input_pipeline
+from avssl.data.pipeline import InputPipeline, input_pipeline
 from avssl.data.probe import probe, summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.shards import ShardDataset, is_shard_source
@@ -144,22 +144,29 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
     return str(train_csv), str(val_csv)
 
 
-def build_datasets(cfg: PretrainConfig, model_cfg: Any, run_dir: Path
+def data_pipeline(model_cfg: ModelConfig, data: DataConfig) -> InputPipeline:
+    """The model config's input pipeline with the clip shape the recipe's `data` section overrides."""
+    return input_pipeline(model_cfg, num_frames=data.num_frames, frame_size=data.frame_size,
+                          clip_duration=data.clip_duration)
+
+
+def training_dataset(source: str, data: DataConfig, pipeline: InputPipeline, seed: int
+                     ) -> ClipDataset | ShardDataset:
+    """The training clips of `source` (files, folders, CSV or shards: `open_dataset`) as `data` says:
+    its sampler, clips per video, short-video policy and augmentations."""
+    return open_dataset(source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=seed,
+                        short=data.short_videos, augment=data.augment, **pipeline.dataset_kwargs())
+
+
+def build_datasets(cfg: PretrainConfig, model_cfg: ModelConfig, run_dir: Path
                    ) -> tuple[ClipDataset | ShardDataset, ClipDataset | ShardDataset]:
     """Training and validation clip datasets whose clips match what the model was built for
     (a ShardDataset for shards: streamed, split over ranks by the loader, read once for validation)."""
-    data = cfg.data
-    train_source, val_source = split_sources(data, run_dir, cfg.seed)
-    pipeline = input_pipeline(model_cfg, num_frames=data.num_frames, frame_size=data.frame_size,
-                              clip_duration=data.clip_duration)
-    common = dict(seed=cfg.seed, short=data.short_videos, **pipeline.dataset_kwargs())
-    train_type = ShardDataset if is_shard_source(train_source) else ClipDataset
-    train = train_type(train_source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True,
-                       augment=data.augment, **common)
-    if is_shard_source(val_source):
-        val = ShardDataset(val_source, sampler="constant", train=False, shuffle=False, fixed_length=False, **common)
-    else:
-        val = ClipDataset(val_source, sampler="constant", clips_per_video=1, train=False, **common)
+    train_source, val_source = split_sources(cfg.data, run_dir, cfg.seed)
+    pipeline = data_pipeline(model_cfg, cfg.data)
+    train = training_dataset(train_source, cfg.data, pipeline, cfg.seed)
+    val = open_dataset(val_source, sampler="constant", train=False, seed=cfg.seed, short=cfg.data.short_videos,
+                       **pipeline.dataset_kwargs())
     return train, val
 
 
@@ -180,7 +187,7 @@ def log_augmentations(dataset: ClipDataset | ShardDataset) -> None:
     log.info("training augmentations: %s", dataset.augmentations())
 
 
-def write_rejected(run_dir: Path, *datasets: ClipDataset) -> Path:
+def write_rejected(run_dir: Path, *datasets: ClipDataset | ShardDataset) -> Path:
     """The files the data side refused, one `path<TAB>reason` per line (empty file when none)."""
     path = run_dir / "rejected.txt"
     lines = sorted({f"{info.path}\t{info.reason}" for ds in datasets for info in ds.rejected})

@@ -1,6 +1,6 @@
 """Clip embeddings of a whole source: what `avssl embed` writes and retrieval reads back.
 
-Every video of a folder / class folders / CSV manifest gives `clips_per_video` windows
+Every video of a folder / class folders / CSV manifest / shards gives `clips_per_video` windows
 (the "constant" sampler: one centred window by default, otherwise evenly spaced ones);
 each window is decoded and transformed exactly as evaluation data is, and embedded by
 both encoders in batches. The result travels as an `Embeddings` file (`.pt` or
@@ -19,9 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from avssl.data.datasets import ClipDataset
+from avssl.data.datasets import ClipDataset, open_dataset
 from avssl.data.loader import build_loader
 from avssl.data.pipeline import input_pipeline
+from avssl.data.shards import ShardDataset
 from avssl.models.av_model import AVModel
 from avssl.models.factory import load_model
 from avssl.train.distributed import pick_device
@@ -94,21 +95,24 @@ class Embeddings:
         raise ValueError(f"embeddings file {path}: expected a {' or '.join(SUFFIXES)} suffix")
 
 
-def clip_dataset(model: AVModel, source: str | Path, *, clips_per_video: int = 1) -> ClipDataset:
-    """Evaluation clips of `source` cut and transformed the way `model` was trained on them."""
-    return ClipDataset(source, sampler="constant", clips_per_video=clips_per_video, train=False,
-                       **input_pipeline(model.config).dataset_kwargs())
+def clip_dataset(model: AVModel, source: str | Path, *, clips_per_video: int = 1) -> ClipDataset | ShardDataset:
+    """Evaluation clips of `source` (files, folders, CSV manifest or shards: `open_dataset`) cut and
+    transformed the way `model` was trained on them."""
+    return open_dataset(source, sampler="constant", clips_per_video=clips_per_video, train=False,
+                        **input_pipeline(model.config).dataset_kwargs())
 
 
 @torch.no_grad()
 def embed_dataset(
-    model: AVModel, dataset: ClipDataset, *, batch_size: int = 16, num_workers: int = 2, show_progress: bool = True
+    model: AVModel, dataset: ClipDataset | ShardDataset, *, batch_size: int = 16, num_workers: int = 2,
+    show_progress: bool = True,
 ) -> Embeddings:
-    """Both embeddings of every item of `dataset`, in dataset order."""
+    """Both embeddings of every item of `dataset`, in item index order (a ClipDataset's order; shards,
+    which stream in shard order, give the same rows in the same order as their files)."""
     device = next(model.parameters()).device
     loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
     model.eval()
-    rows: dict[str, list] = {k: [] for k in (*_TENSORS, "paths")}
+    rows: dict[str, list] = {k: [] for k in (*_TENSORS, "paths", "index")}
     for batch in tqdm(loader, desc="embedding", unit="batch", disable=not show_progress, dynamic_ncols=True):
         rows["video_emb"].append(model.embed_video(batch["video"].to(device)).float().cpu())
         rows["audio_emb"].append(model.embed_audio(batch["audio"].to(device)).float().cpu())
@@ -117,10 +121,12 @@ def embed_dataset(
         rows["clip_start"].append(torch.as_tensor(batch["clip_start"], dtype=torch.float64))
         rows["clip_end"].append(torch.as_tensor(batch["clip_end"], dtype=torch.float64))
         rows["paths"].extend(batch["path"])
+        rows["index"].append(torch.as_tensor(batch["index"]))
     if not rows["paths"]:
         raise ValueError("no clips to embed: every video of the source was rejected or skipped")
-    tensors = {k: torch.cat(rows[k]) for k in _TENSORS}
-    return Embeddings(**tensors, paths=rows["paths"], classes=list(dataset.classes))
+    order = torch.cat(rows["index"]).argsort(stable=True)
+    tensors = {k: torch.cat(rows[k])[order] for k in _TENSORS}
+    return Embeddings(**tensors, paths=[rows["paths"][k] for k in order.tolist()], classes=list(dataset.classes))
 
 
 def embed_source(
@@ -133,7 +139,7 @@ def embed_source(
     device: str = "auto",
     show_progress: bool = True,
 ) -> Embeddings:
-    """Embed every clip of `source` (folder, class folders or CSV) with a checkpoint or a model."""
+    """Embed every clip of `source` (folder, class folders, CSV or shards) with a checkpoint or a model."""
     if isinstance(checkpoint, AVModel):
         model, name = checkpoint, ""
     else:

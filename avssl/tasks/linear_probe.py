@@ -19,15 +19,18 @@ from avssl.models.av_model import AVModel
 from avssl.models.classifier import AVClassifier
 from avssl.models.factory import load_backbone
 from avssl.tasks.classification_metrics import classification_report
-from avssl.tasks.video_eval import MultiViewDataset, VideoOutputs, per_video
+from avssl.data.datasets import ClipDataset
+from avssl.data.shards import ShardDataset
+from avssl.tasks.video_eval import VideoOutputs, multi_view_dataset, per_video
 from avssl.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
 
 
-def extract_features(model: AVClassifier, dataset: MultiViewDataset, *, batch_size: int = 8, num_workers: int = 2,
-                     show_progress: bool = False) -> VideoOutputs:
-    """Per-video pooled features (N, feature_dim) of a frozen classifier's encoders."""
+def extract_features(model: AVClassifier, dataset: ClipDataset | ShardDataset, *, batch_size: int = 8,
+                     num_workers: int = 2, show_progress: bool = False) -> VideoOutputs:
+    """Per-video pooled features (N, feature_dim) of a frozen classifier's encoders, over the views of a
+    `multi_view_dataset`."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -84,18 +87,18 @@ def linear_probe(checkpoint: str | Path | AVModel, train_source: str | Path, val
 
     checkpoint: a checkpoint / run folder (its best checkpoint), a saved-model folder (imported
     weights), or an `AVModel` (e.g. a random one, for a baseline; it is copied, not changed).
-    train_source / val_source: class folders or CSV manifests; the classes come from the training
-    set. mode: "video", "audio" or "av" (fused as `fusion`). clips: windows per video whose features
+    train_source / val_source: class folders, CSV manifests or shards of them; the classes come from
+    the training set. mode: "video", "audio" or "av" (fused as `fusion`). clips: windows per video whose features
     are averaged. l2: weight penalty of the logistic regression. Returns top1, top5 (single-label) or
     mAP, chance_top1, and num_train / num_val / num_classes / feature_dim.
     """
     backbone = copy.deepcopy(checkpoint) if isinstance(checkpoint, AVModel) else load_backbone(checkpoint)
     torch_device = pick_device(device)
     common = dict(model_config=backbone.config, clips=clips, seed=seed)
-    train_set = MultiViewDataset(train_source, **common)
+    train_set = multi_view_dataset(train_source, **common)
     if not train_set.classes:
         raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")
-    val_set = MultiViewDataset(val_source, classes=train_set.classes, **common)
+    val_set = multi_view_dataset(val_source, classes=train_set.classes, **common)
     model = AVClassifier(backbone, len(train_set.classes), mode=mode, fusion=fusion, classes=train_set.classes,
                          multi_label=train_set.multi_label).to(torch_device)
     loader_args = dict(batch_size=batch_size, num_workers=num_workers, show_progress=show_progress)

@@ -24,9 +24,10 @@ import torch
 from einops import rearrange, repeat
 from tqdm import tqdm
 
-from avssl.data.datasets import ClipDataset
+from avssl.data.datasets import ClipDataset, open_dataset
 from avssl.data.loader import build_loader
 from avssl.data.pipeline import input_pipeline
+from avssl.data.shards import ShardDataset
 from avssl.data.video import SpatialCrops  # noqa: F401  (here before avssl.data.pipeline existed)
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
@@ -38,25 +39,18 @@ log = logging.getLogger(__name__)
 ViewFn = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
 
 
-class MultiViewDataset(ClipDataset):
-    """A `ClipDataset` for evaluation: `clips` evenly spaced windows per video, each item one window
-    whose `video` holds `crops` spatial crops: (crops, T, 3, S, S). The items of a video are
-    consecutive (`video_of(index)`), which the per-video averaging relies on."""
-
-    def __init__(self, source: str | Path | Sequence[str | Path], *, model_config: ModelConfig, clips: int = 1,
-                 crops: int = 1, classes: list[str] | None = None, num_frames: int | None = None,
-                 frame_size: int | None = None, clip_duration: float | None = None, seed: int = 0,
-                 short: str = "pad") -> None:
-        pipeline = input_pipeline(model_config, num_frames=num_frames, frame_size=frame_size,
-                                  clip_duration=clip_duration)
-        super().__init__(source, sampler="constant", clips_per_video=clips, train=False, seed=seed, classes=classes,
-                         short=short, **pipeline.dataset_kwargs())
-        self.clips = clips
-        self.video_transform = pipeline.spatial_crops(crops)
-
-    def video_of(self, index: int) -> int:
-        """The video (0-based, in dataset order) an item belongs to."""
-        return index // self.clips
+def multi_view_dataset(source: str | Path | Sequence[str | Path], *, model_config: ModelConfig, clips: int = 1,
+                       crops: int = 1, classes: list[str] | None = None, num_frames: int | None = None,
+                       frame_size: int | None = None, clip_duration: float | None = None, seed: int = 0,
+                       short: str = "pad") -> ClipDataset | ShardDataset:
+    """Evaluation views of `source` (files, folders, CSV manifest or shards: `open_dataset`) as
+    `model_config` takes them: `clips` evenly spaced windows per video, each item one window whose
+    `video` holds `crops` spatial crops, (crops, T, 3, S, S). `dataset.video_of(index)` gives the video
+    of an item, which the per-video averaging groups by; `num_frames`, `frame_size`, `clip_duration`
+    (a recipe's `data.*`) override the config's clip shape."""
+    pipeline = input_pipeline(model_config, num_frames=num_frames, frame_size=frame_size, clip_duration=clip_duration)
+    return open_dataset(source, sampler="constant", clips_per_video=clips, crops=crops, train=False, seed=seed,
+                        classes=classes, short=short, **pipeline.dataset_kwargs())
 
 
 @dataclass
@@ -68,16 +62,18 @@ class VideoOutputs:
     paths: list[str]
 
 
-def per_video(fn: ViewFn, dataset: MultiViewDataset, *, mode: str, batch_size: int = 8, num_workers: int = 2,
-              device: torch.device | str = "cpu", show_progress: bool = False) -> VideoOutputs:
-    """Average `fn(video_views, audio_views)` -> (n, K) over every view (clip x crop) of each video.
+def per_video(fn: ViewFn, dataset: ClipDataset | ShardDataset, *, mode: str, batch_size: int = 8,
+              num_workers: int = 2, device: torch.device | str = "cpu", show_progress: bool = False) -> VideoOutputs:
+    """Average `fn(video_views, audio_views)` -> (n, K) over every view (clip x crop) of each video of a
+    `multi_view_dataset`, in source order (items are grouped by `dataset.video_of`, in whatever order
+    they come: shards stream in shard order).
 
     Per batch of B clips, mode "video" passes only the video views (n = B x crops), "audio" only the
     audio (n = B: crops are a picture matter), "av" both (each clip's audio repeated for its crops).
     """
     device = torch.device(device)
     loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
-    num_videos = dataset.video_of(len(dataset) - 1) + 1
+    num_videos = dataset.num_videos
     sums: torch.Tensor | None = None
     counts = torch.zeros(num_videos)
     targets: list[torch.Tensor | None] = [None] * num_videos
@@ -110,8 +106,8 @@ def per_video(fn: ViewFn, dataset: MultiViewDataset, *, mode: str, batch_size: i
                         [paths[k] for k in seen])
 
 
-def predict_videos(model: AVClassifier, dataset: MultiViewDataset, *, batch_size: int = 8, num_workers: int = 2,
-                   show_progress: bool = False) -> VideoOutputs:
+def predict_videos(model: AVClassifier, dataset: ClipDataset | ShardDataset, *, batch_size: int = 8,
+                   num_workers: int = 2, show_progress: bool = False) -> VideoOutputs:
     """Per-video class probabilities (N, C) of `model` (its own device, eval mode, no gradients)."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -151,7 +147,7 @@ def _write_predictions(path: Path, outputs: VideoOutputs, classes: list[str], mu
     return path
 
 
-def evaluate_classifier(model: AVClassifier, dataset: MultiViewDataset, out_dir: str | Path, *,
+def evaluate_classifier(model: AVClassifier, dataset: ClipDataset | ShardDataset, out_dir: str | Path, *,
                         batch_size: int = 8, num_workers: int = 2, extra: dict | None = None,
                         show_progress: bool = True) -> EvalReport:
     """Score every video of `dataset` (clips x crops averaged), write `metrics.json` (headline
@@ -163,7 +159,7 @@ def evaluate_classifier(model: AVClassifier, dataset: MultiViewDataset, out_dir:
                              show_progress=show_progress)
     metrics, confusion = classification_report(outputs.values, outputs.targets, multi_label=model.multi_label)
     classes = list(model.classes)
-    views = {"clips": dataset.clips, "crops": dataset.video_transform.crops}
+    views = {"clips": dataset.sampler.clips_per_video, "crops": dataset.video_transform.crops}
     payload = {**(extra or {}), **views, "num_videos": len(outputs.paths), "num_classes": len(classes),
                "multi_label": model.multi_label, "mode": model.mode, **metrics}
     confusion_png = None

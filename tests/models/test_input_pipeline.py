@@ -24,7 +24,7 @@ from avssl.models.factory import load_model
 from avssl.recipes import finetune as finetune_module
 from avssl.tasks.embed import clip_dataset
 from avssl.tasks.retrieval import audio_transform, query_audio, query_frames, video_transform
-from avssl.tasks.video_eval import MultiViewDataset
+from avssl.tasks.video_eval import multi_view_dataset
 from avssl.recipes.pretrain import PretrainConfig, build_datasets
 
 CLIP = 0.4  # seconds: 38 fbank frames, padded to the checkpoint's 64 (avssl alone would pad 0.4 s to 48)
@@ -98,7 +98,7 @@ def test_every_command_feeds_the_imported_weights_what_cavmae_would(imported, im
         train, val = build_datasets(load_config(PretrainConfig, None, [f"data.train={source}", f"data.val={source}"]),
                                     cfg, tmp_path)
     views = {"embed": clip_dataset(imported, source)[0], "pretrain validation": val[0],
-             "evaluation": MultiViewDataset(source, model_config=cfg, clips=1, crops=1)[0]}
+             "evaluation": multi_view_dataset(source, model_config=cfg, clips=1, crops=1)[0]}
     views["evaluation"] = {**views["evaluation"], "video": views["evaluation"]["video"][0]}  # its one crop
     views["retrieval query"] = {"video": video_transform(cfg)(query_frames(path, cfg)),
                                 "audio": audio_transform(cfg)(query_audio(path, cfg))}

@@ -7,7 +7,7 @@ from avssl.data.audio import FBANK_MEAN, FBANK_STD
 from avssl.data.video import IMAGENET_MEAN, IMAGENET_STD
 from avssl.models.factory import create_model
 from avssl.tasks.embed import clip_dataset
-from avssl.tasks.video_eval import MultiViewDataset
+from avssl.tasks.video_eval import multi_view_dataset
 
 AUDIOMAE_STATS = dict(fbank_mean=-4.2677, fbank_std=2 * 4.5690)  # AudioMAE's spectrogram statistics
 OTHER_IMAGE_STATS = dict(image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5))
@@ -34,8 +34,8 @@ def test_embed_dataset_uses_the_model_fbank_and_image_statistics(write_test_vide
 
 def test_evaluation_views_use_the_model_fbank_statistics(write_test_video) -> None:
     video = write_test_video(duration=2.5)
-    default = MultiViewDataset(video, model_config=create_model("tiny").config)[0]["audio"]
-    other = MultiViewDataset(video, model_config=create_model("tiny", **AUDIOMAE_STATS).config)[0]["audio"]
+    default = multi_view_dataset(video, model_config=create_model("tiny").config)[0]["audio"]
+    other = multi_view_dataset(video, model_config=create_model("tiny", **AUDIOMAE_STATS).config)[0]["audio"]
     expected = _renormalised(default, FBANK_MEAN, FBANK_STD, AUDIOMAE_STATS["fbank_mean"],
                              AUDIOMAE_STATS["fbank_std"])
     assert torch.allclose(other, expected, atol=1e-4)

@@ -10,7 +10,7 @@ from PIL import Image
 from avssl.data.synthetic import make_corpus
 from avssl.models.classifier import AVClassifier
 from avssl.models.factory import create_model
-from avssl.tasks.video_eval import MultiViewDataset, SpatialCrops, evaluate_classifier, per_video
+from avssl.tasks.video_eval import multi_view_dataset, SpatialCrops, evaluate_classifier, per_video
 
 
 def test_three_crops_run_left_centre_right_along_the_long_side():
@@ -35,7 +35,7 @@ def corpus(tmp_path_factory):
 
 def test_per_video_averages_every_view(corpus):
     config = create_model("tiny").config
-    dataset = MultiViewDataset(corpus / "train.csv", model_config=config, clips=2, crops=3)
+    dataset = multi_view_dataset(corpus / "train.csv", model_config=config, clips=2, crops=3)
     assert len(dataset) == 12 and dataset.video_of(5) == 2
     item = dataset[0]
     assert item["video"].shape == (3, config.num_frames, 3, config.frame_size, config.frame_size)
@@ -57,8 +57,8 @@ def test_per_video_averages_every_view(corpus):
 def test_evaluate_classifier_writes_report(corpus, tmp_path):
     torch.manual_seed(0)
     model = AVClassifier(create_model("tiny"), 2, classes=["circle_low", "square_mid"])
-    dataset = MultiViewDataset(corpus / "train.csv", model_config=model.config, clips=2, crops=3,
-                               classes=model.classes)
+    dataset = multi_view_dataset(corpus / "train.csv", model_config=model.config, clips=2, crops=3,
+                                 classes=model.classes)
     report = evaluate_classifier(model, dataset, tmp_path / "eval", batch_size=4, num_workers=0,
                                  extra={"split": "test"}, show_progress=False)
     payload = json.loads(report.metrics_json.read_text())
