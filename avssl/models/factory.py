@@ -3,7 +3,8 @@
     >>> import avssl
     >>> model = avssl.create_model("tiny", proj_dim=32)   # a named size, fields overridden
     >>> model.save_pretrained("out/tiny")                  # model.safetensors + config.json
-    >>> same = avssl.load_model("out/tiny")
+    >>> same = avssl.load_model("out/tiny")                # in eval mode, as transformers / timm load
+    >>> hub = avssl.load_model("org/avssl-tiny")           # a Hub repo id (avssl.models.hub)
 
 Every saved model, pretraining `AVModel` or fine-tuned `AVClassifier`, is read by `load` (the format
 and where folders are found: `avssl.models.weights`); `load_model`, `load_classifier` and
@@ -19,6 +20,7 @@ from typing import Any
 from avssl.models.av_model import AVModel
 from avssl.models.classifier import CLASSIFIER_KEY, AVClassifier
 from avssl.models.config import MODEL_CONFIGS, ModelConfig, config_from_dict, get_config
+from avssl.models.hub import resolve
 from avssl.models.weights import CONFIG_FILE, load_weights, read_config, saved_files
 
 log = logging.getLogger(__name__)
@@ -65,14 +67,17 @@ _WRONG_KIND = {  # (what was expected, what the folder holds) -> the advice
 }
 
 
-def load(path: str | Path, map_location: str = "cpu", *, expect: type | None = None) -> AVModel | AVClassifier:
-    """The model saved at `path` by `save_pretrained`: a saved-model folder (or its model.safetensors),
-    a checkpoint folder, or a run folder of `avssl pretrain` / `avssl finetune` (its best checkpoint).
+def load(path: str | Path, map_location: str = "cpu", *, expect: type | None = None,
+         revision: str | None = None) -> AVModel | AVClassifier:
+    """The model saved at `path` by `save_pretrained`, in eval mode (dropout and drop-path off, as
+    transformers' and timm's loaders return models; call `.train()` to train it): a saved-model folder
+    (or its model.safetensors), a checkpoint folder, a run folder of `avssl pretrain` / `avssl finetune`
+    (its best checkpoint), or a Hub repo id "org/name" at `revision` (`avssl.models.hub.resolve`).
 
     Reads only safetensors and JSON (never pickle); checkpoints are verified against their checksums
     and every weight must match the config's shapes. `expect` (AVModel or AVClassifier): a ValueError
     when the folder holds the other kind."""
-    weights, config_path = saved_files(path)
+    weights, config_path = saved_files(resolve(path, revision))
     values = read_config(config_path)
     kind = AVClassifier if CLASSIFIER_KEY in values else AVModel
     if expect is not None and kind is not expect:
@@ -84,19 +89,19 @@ def load(path: str | Path, map_location: str = "cpu", *, expect: type | None = N
     else:
         log.info("loaded %s model (%.1fM parameters) from %s", model.config.name, model.num_parameters() / 1e6,
                  weights)
-    return model.to(map_location)
+    return model.to(map_location).eval()
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> AVModel:
-    """An `AVModel` from a folder written by `save_pretrained` (or its model.safetensors path), or
-    from a run folder of `avssl pretrain` (its best checkpoint). See `load`."""
-    return load(path, map_location, expect=AVModel)  # type: ignore[return-value]
+def load_model(path: str | Path, map_location: str = "cpu", *, revision: str | None = None) -> AVModel:
+    """An `AVModel`, in eval mode, from a folder written by `save_pretrained` (or its model.safetensors
+    path), a run folder of `avssl pretrain` (its best checkpoint) or a Hub repo id. See `load`."""
+    return load(path, map_location, expect=AVModel, revision=revision)  # type: ignore[return-value]
 
 
-def load_classifier(path: str | Path, map_location: str = "cpu") -> AVClassifier:
-    """An `AVClassifier` from a folder written by its `save_pretrained`: a fine-tuning checkpoint, or a
-    fine-tuning run folder (its best checkpoint). See `load`."""
-    return load(path, map_location, expect=AVClassifier)  # type: ignore[return-value]
+def load_classifier(path: str | Path, map_location: str = "cpu", *, revision: str | None = None) -> AVClassifier:
+    """An `AVClassifier`, in eval mode, from a folder written by its `save_pretrained`: a fine-tuning
+    checkpoint, a fine-tuning run folder (its best checkpoint) or a Hub repo id. See `load`."""
+    return load(path, map_location, expect=AVClassifier, revision=revision)  # type: ignore[return-value]
 
 
 def is_classifier_folder(path: str | Path) -> bool:

@@ -1,8 +1,10 @@
 """Weights on disk: the one format every avssl model is saved in, and how a folder is found and read.
 
-A saved model is a folder holding `model.safetensors` (the state dict; never pickle) and `config.json`
-(the `ModelConfig` fields; a fine-tuned classifier adds a "classifier" entry). `SavesPretrained`
-writes it for the pretraining model and the classifier alike; `avssl.models.factory.load` reads either.
+A saved model is a folder holding `model.safetensors` (the state dict; never pickle), `config.json`
+(the `ModelConfig` fields; a fine-tuned classifier adds a "classifier" entry) and `README.md`, its
+model card (`avssl.models.card`). `SavesPretrained` writes it for the pretraining model and the
+classifier alike, and can push it to the Hugging Face Hub; `avssl.models.factory.load` reads either,
+from a local folder or a Hub repo id (`avssl.models.hub`), so the one format is also the Hub's.
 
 A training checkpoint (`checkpoints/step_0000123/`) is such a folder plus `trainer_state.pt` and
 `checksums.json` (size and sha256 of each file); `checkpoints/index.json` names the latest and the
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from avssl.files import new_file_mode, write_json_atomic
+from avssl.models import card, hub
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"  # the model card, as on the Hub
 STATE_FILE = "trainer_state.pt"  # a training checkpoint's optimizer / scheduler / RNG state
 INDEX_FILE = "index.json"  # in a checkpoints/ folder: the last and the best checkpoint
 CHECKSUM_FILE = "checksums.json"
@@ -39,22 +44,51 @@ class CheckpointError(ValueError):
 
 
 class SavesPretrained:
-    """`save_pretrained(directory)` for a module: its state dict as `model.safetensors` and
-    `pretrained_config()` (a JSON object) as `config.json`."""
+    """Hub conventions for a module (those of transformers' and timm's models): `save_pretrained(directory)`
+    writes its state dict as `model.safetensors`, `pretrained_config()` (a JSON object) as `config.json`
+    and a model card as `README.md`, optionally pushing the folder to the Hub; `from_pretrained(path or
+    repo id)` reads it back in eval mode."""
 
     def pretrained_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `model.safetensors` and `config.json` into `directory`; returns it.
-        `avssl.models.factory.load(directory)` reads them back."""
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path, map_location: str = "cpu", *,
+                        revision: str | None = None) -> Any:
+        """The model saved at a local path (saved-model, checkpoint or run folder) or in a Hub repo
+        ("org/name", from the local Hub cache first; `revision`: a branch, tag or commit), in eval
+        mode; ValueError when the folder holds another kind of model. See `avssl.models.factory.load`."""
+        from avssl.models.factory import load  # the factory builds the subclasses of this mixin
+
+        return load(path_or_repo_id, map_location, expect=cls, revision=revision)
+
+    def save_pretrained(self, directory: str | Path, *, model_card: str | None = None, push_to_hub: bool = False,
+                        repo_id: str | None = None, private: bool | None = None, token: str | None = None) -> Path:
+        """Write `model.safetensors`, `config.json` and `README.md` into `directory`; returns it.
+        `avssl.models.factory.load(directory)` reads them back.
+
+        model_card: the README.md text (default: `avssl.models.card.model_card(self)`; an existing
+        README.md is then kept, as huggingface_hub's mixin does). push_to_hub: also upload the folder to
+        the Hub repo `repo_id` (default: the folder's name), created when missing (`private`, `token`
+        as `huggingface_hub.HfApi`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         os.chmod(directory / WEIGHTS_FILE, new_file_mode())  # safetensors writes 0600
         (directory / CONFIG_FILE).write_text(json.dumps(self.pretrained_config(), indent=2) + "\n")
+        if model_card is not None or not (directory / CARD_FILE).is_file():
+            (directory / CARD_FILE).write_text(model_card if model_card is not None else card.model_card(self))
+        if push_to_hub:
+            hub.push_folder(directory, repo_id or directory.name, private=private, token=token)
         return directory
+
+    def push_to_hub(self, repo_id: str, *, model_card: str | None = None, private: bool | None = None,
+                    token: str | None = None) -> str:
+        """Save into a temporary folder and upload it to the Hub repo `repo_id`; returns the commit's URL."""
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, model_card=model_card)
+            return hub.push_folder(Path(folder), repo_id, private=private, token=token)
 
 
 # ---- finding a saved model ----------------------------------------------------------------------
