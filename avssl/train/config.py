@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from avssl.config import Check, Matches, Range, above, at_least
+from avssl.config import Check, Matches, OneOf, Range, above, at_least
+from avssl.train.observe import LOGGERS
 
 
 @dataclass
@@ -26,6 +27,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch only
     keep_checkpoints: int = 2  # most recent kept, besides the best
     log_every: int = 10
+    loggers: tuple[str, ...] = ("tensorboard",)  # besides metrics.jsonl: tensorboard, wandb (pip install "avssl[wandb]")
     resume: bool | str = False  # true: this run folder's last checkpoint; or a checkpoint path
 
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
@@ -33,4 +35,5 @@ class TrainConfig:
         "betas": Range(0.0, 1.0, high_open=True), "warmup_epochs": at_least(0.0), "grad_clip": at_least(0.0),
         "accum_steps": at_least(1), "device": Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N"),
         "checkpoint_every": at_least(0), "keep_checkpoints": at_least(0), "log_every": at_least(1),
+        "loggers": OneOf(LOGGERS),
     }
