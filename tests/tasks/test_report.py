@@ -89,7 +89,7 @@ def test_retrieval_page_with_sound_query(tmp_path: Path) -> None:
 
 def fake_run(folder: Path, steps: int, with_val: bool) -> Path:
     folder.mkdir(parents=True)
-    logger = MetricsLogger(folder, tensorboard=False)
+    logger = MetricsLogger(folder, loggers=())
     for step in range(1, steps + 1):
         logger.log("train", step, {"loss": 3.0 / step, "loss_mae_video": 1.0 / step, "loss_contrastive": 2.0 / step})
         if with_val and step % 2 == 0:
@@ -156,7 +156,7 @@ def test_browser_check_catches_broken_media(tmp_path: Path) -> None:
 def test_collapse_section_charts_the_diagnostics_per_epoch_and_lists_the_warnings(tmp_path: Path) -> None:
     run = tmp_path / "pre"
     run.mkdir()
-    logger, monitor = MetricsLogger(run, tensorboard=False), CollapseMonitor(warmup_epochs=1, run_dir=run)
+    logger, monitor = MetricsLogger(run, loggers=()), CollapseMonitor(warmup_epochs=1, run_dir=run)
     healthy = {f"{m}_{stage}_{stat}": 0.3 for m in ("video", "audio") for stage in ("emb", "feat")
                for stat in ("cos", "std", "rank")}
     healthy.update(val_loss_contrastive=1.5, val_contrastive_chance=2.08, alignment=1.2, video_uniformity=-0.4,
