@@ -185,7 +185,7 @@ class Trainer:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters,
             )
-        self.metrics = MetricsLogger(self.run_dir, enabled=ctx.is_main,
+        self.metrics = MetricsLogger(self.run_dir, enabled=ctx.is_main, loggers=cfg.loggers,
                                      resume_step=None if cfg.resume is False else self.position.step)
 
     @property
