@@ -10,6 +10,12 @@ side) and the spectrogram (mel bins, length, normalisation).
     >>> dataset = ClipDataset("videos/", sampler="constant", train=False, **pipe.dataset_kwargs())
     >>> pipe.video_transform()(frames), pipe.audio_transform()(waveform)     # what a dataset item holds
 
+Frames and waveforms already in memory go through `Preprocessor`, which cuts, resamples and pads them
+as a file's clip is cut, decoded and padded, so an array and the file it came from give the same input:
+
+    >>> prep = Preprocessor.from_config(model.config)
+    >>> batch = prep(video=frames, audio=waveform, sample_rate=44100)   # {"video": (1, T, 3, S, S), "audio": (1, F, M)}
+
 The spectrogram always has the model's ``audio_frames`` frames: a clip's log-mel is zero-padded or
 cut to it (AST's and CAV-MAE's convention: 10 s give 998 frames, padded to 1024 for their weights),
 so learned position tables are used as trained, never resampled. When the clip length implies
@@ -20,12 +26,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
+
+import av
+import numpy as np
+import torch
 
 from avssl.data.audio import FBANK_MEAN, FBANK_STD, FRAME_LENGTH_MS, FRAME_SHIFT_MS, AudioTransform, target_frames
 from avssl.data.augment import AugmentConfig
-from avssl.data.decode import DecodedClip, check_channel, decode_clip
+# the decoder's own frame-size rule, scaler and resampler: an array must be resized and resampled
+# by the same code as a file's frames and sound
+from avssl.data.decode import _EPS, DecodedClip, _output_size, _resampled, _to_rgb, check_channel, decode_clip, to_mono
+from avssl.data.sampling import ConstantSampler
 from avssl.data.video import (EVAL_CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, SpatialCrops, VideoTransform,
                               eval_resize)
 
@@ -134,3 +148,114 @@ def input_pipeline(config: Any, *, num_frames: int | None = None, frame_size: in
         eval_crop_fraction=config.eval_crop_fraction, image_mean=tuple(config.image_mean),
         image_std=tuple(config.image_std), fbank_mean=config.fbank_mean, fbank_std=config.fbank_std,
     )
+
+
+Frames = np.ndarray | torch.Tensor  # (T, H, W, 3) uint8 RGB, or (B, T, H, W, 3)
+Waveform = np.ndarray | torch.Tensor  # (N,) or (channels, N) samples, or (B, channels, N)
+_SAMPLE_FORMATS = {np.dtype(np.float32): "fltp", np.dtype(np.float64): "dblp", np.dtype(np.int16): "s16p",
+                   np.dtype(np.int32): "s32p"}  # planar PyAV formats of the sample types accepted
+
+
+def _items(batch: Frames | Waveform | Sequence[Frames | Waveform], single_ndim: int) -> list[np.ndarray]:
+    """The clips of a batch: one array of `single_ndim` dimensions, a stacked batch of them, or a list."""
+    if isinstance(batch, (list, tuple)):
+        return [np.asarray(item) for item in batch]
+    array = batch.cpu().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+    return [array] if array.ndim <= single_ndim else list(array)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Frames and waveforms in memory -> the model's input tensors, as `avssl embed` makes them from files.
+
+    A source (one clip's frames and / or sound) is treated as a file of that length: its centre window
+    of `clip_duration` is taken (the "constant" sampler's evaluation clip; a shorter source is padded:
+    the last frame repeats, the sound is zero-padded); frames are picked by timestamp (frame i shown
+    at i / fps), resized to the decoder's short side by the decoder's own scaler (PyAV's), and given
+    the evaluation crop; the sound is resampled by the decoder's own FFmpeg filter graph to the model's
+    rate, made mono as `audio_channel` says, cut and turned into the normalised log-mel. Build it with
+    `from_config(model.config)`; `AVModel.embed` uses it.
+    """
+
+    pipeline: InputPipeline
+
+    @classmethod
+    def from_config(cls, config: Any, **clip_shape: Any) -> "Preprocessor":
+        """The preprocessor of a `ModelConfig` (`clip_shape`: num_frames, frame_size, clip_duration overrides,
+        as `input_pipeline` takes them)."""
+        return cls(input_pipeline(config, **clip_shape))
+
+    def window(self, duration: float) -> tuple[float, float]:
+        """(start, end) seconds of the clip taken from a source of `duration` seconds."""
+        clip = ConstantSampler(self.pipeline.clip_duration).sample(duration, seed=0, epoch=0, index=0, item=0)[0]
+        return clip.start, clip.end
+
+    def default_fps(self, num_frames: int) -> float:
+        """The frame rate of `num_frames` frames given without one: they span `clip_duration`."""
+        return num_frames / self.pipeline.clip_duration
+
+    def video(self, frames: np.ndarray, fps: float | None = None,
+              window: tuple[float, float] | None = None) -> torch.Tensor:
+        """One source's frames (T, H, W, 3) uint8 -> (num_frames, 3, S, S) normalised. fps: the frame
+        rate (default: the frames span `clip_duration`); window: the clip (default: `window(T / fps)`)."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise ValueError(f"video: expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        pipe = self.pipeline
+        fps = fps or self.default_fps(len(frames))
+        start, end = window or self.window(len(frames) / fps)
+        targets = start + (np.arange(pipe.num_frames) + 0.5) * (end - start) / pipe.num_frames
+        # the first frame shown at or after each target, the last one past the end (as the decoder picks)
+        picks = np.minimum(np.searchsorted(np.arange(len(frames)) / fps, targets - _EPS), len(frames) - 1)
+        images = {}
+        for index in dict.fromkeys(picks.tolist()):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+            images[index] = _to_rgb(frame, *_output_size(frame, pipe.short_side))
+        return pipe.video_transform()(torch.from_numpy(np.stack([images[i] for i in picks.tolist()])))
+
+    def waveform(self, samples: np.ndarray, sample_rate: int, window: tuple[float, float] | None = None) -> torch.Tensor:
+        """One source's samples (N,) or (channels, N) at `sample_rate` -> the clip's mono waveform at the
+        model's rate, (round(clip_duration * rate),) float32. window: the clip (default: `window(N / rate)`)."""
+        samples = samples[None] if samples.ndim == 1 else samples
+        sample_format = _SAMPLE_FORMATS.get(samples.dtype)
+        if samples.ndim != 2 or sample_format is None or not samples.shape[1]:
+            raise ValueError(f"audio: expected samples of shape (N,) or (channels, N) as float32 / float64 / int16 "
+                             f"/ int32, got {samples.dtype} {tuple(samples.shape)}")
+        rate = self.pipeline.audio_rate
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=sample_format,
+                                           layout=f"{samples.shape[0]}c")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, 0, Fraction(1, sample_rate)
+        mono = np.concatenate([to_mono(piece.to_ndarray(), self.pipeline.audio_channel)
+                               for piece in _resampled(frame, rate)])
+        start, end = window or self.window(samples.shape[1] / sample_rate)
+        out = np.zeros(round((end - start) * rate), np.float32)
+        clip = mono[round(start * rate):][: len(out)]
+        out[: len(clip)] = clip
+        return torch.from_numpy(out)
+
+    def __call__(self, video: Frames | Sequence[Frames] | None = None, audio: Waveform | Sequence[Waveform] | None = None,
+                 *, sample_rate: int | None = None, fps: float | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs of one source or a batch: "video" (B, num_frames, 3, S, S) and / or "audio"
+        (B, audio_frames, num_mel_bins), for the modalities given.
+
+        video: uint8 frames (T, H, W, 3), a batch (B, T, H, W, 3) or a list of clips; fps: their frame
+        rate (default: each clip spans `clip_duration`). audio: samples (N,) or (channels, N), a batch
+        (B, channels, N) or a list; sample_rate: their rate (required with audio). With both, a
+        source's window comes from its frames' duration, as a file's comes from its video stream."""
+        if video is None and audio is None:
+            raise ValueError("give video frames, an audio waveform or both")
+        clips = _items(video, 4) if video is not None else []
+        sounds = _items(audio, 2) if audio is not None else []
+        if clips and sounds and len(clips) != len(sounds):
+            raise ValueError(f"{len(clips)} video clips but {len(sounds)} waveforms: give one of each per source")
+        if sounds and not sample_rate:
+            raise ValueError("audio needs its sample_rate (e.g. sample_rate=44100)")
+        windows = [self.window(len(frames) / (fps or self.default_fps(len(frames)))) for frames in clips]
+        out = {}
+        if clips:
+            out["video"] = torch.stack([self.video(frames, fps, w) for frames, w in zip(clips, windows)])
+        if sounds:
+            transform = self.pipeline.audio_transform()
+            out["audio"] = torch.stack([transform(self.waveform(samples, sample_rate, windows[k] if windows else None))
+                                        for k, samples in enumerate(sounds)])
+        return out
