@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -43,11 +44,9 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * size ** 3 / best
 
 
-def bench_size(name: str, batch: int, steps: int, device: torch.device, checkpointing: bool) -> dict[str, float]:
-    """Step time, throughput and FLOPs of one model size."""
-    torch.manual_seed(0)
-    model = create_model(name).to(device).train()
-    model.set_grad_checkpointing(checkpointing)
+def training_step(model: torch.nn.Module, batch: int, device: torch.device) -> Callable[[], None]:
+    """One forward + backward + AdamW step of `model` (an AVModel) on fixed random inputs of its
+    config's clip shape; bf16 autocast on CUDA."""
     cfg = model.config
     video = torch.randn(batch, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size, device=device)
     audio = torch.randn(batch, cfg.audio_frames, cfg.num_mel_bins, device=device)
@@ -62,18 +61,32 @@ def bench_size(name: str, batch: int, steps: int, device: torch.device, checkpoi
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    step()  # warm-up after the counted step
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    return step
+
+
+def seconds_per_step(step: Callable[[], None], steps: int, device: torch.device) -> float:
+    """Mean wall time of `steps` calls of `step`, after one untimed warm-up call."""
+    step()
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps
+
+
+def bench_size(name: str, batch: int, steps: int, device: torch.device, checkpointing: bool) -> dict[str, float]:
+    """Step time, throughput and FLOPs of one model size."""
+    torch.manual_seed(0)
+    model = create_model(name).to(device).train()
+    model.set_grad_checkpointing(checkpointing)
+    step = training_step(model, batch, device)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = seconds_per_step(step, steps, device)
     return {
         "params_m": model.num_parameters() / 1e6,
         "batch": batch,

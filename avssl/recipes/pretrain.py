@@ -263,9 +263,9 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
         data = cfg.data
         loader = build_loader(
             train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True, drop_last=True,
-            rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed,
+            rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed, batches_per_step=cfg.train.accum_steps,
         )
-        val_loader = build_loader(
+        val_loader = build_loader(  # its persistent workers serve every validation; closed when the run ends
             val_set, batch_size=data.val_batch_size or data.batch_size, num_workers=data.num_workers,
             shuffle=False, drop_last=False, seed=cfg.seed,
         )
@@ -286,7 +286,8 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
             after_validation=monitor.after_validation,
         )
         folder.keep()
-        result = trainer.fit()
+        with val_loader:
+            result = trainer.fit()
         if ctx.is_main:
             report_collapse(run_dir, result.position.epoch)
         return result

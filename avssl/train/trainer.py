@@ -98,21 +98,6 @@ class _Window:
         self.clips += clips
 
 
-@contextlib.contextmanager
-def _epoch_batches(loader: Any, epoch: int, start: int) -> Iterator[Iterator[Any]]:
-    """The batches of `epoch` from sample `start` on; the loader's workers are shut down on leaving
-    (after a stop signal or an error too, before a checkpoint is written), not whenever the
-    iterator happens to be collected."""
-    loader.set_epoch(epoch, start=start)
-    batches = iter(loader)
-    try:
-        yield batches
-    finally:
-        shutdown = getattr(batches, "_shutdown_workers", None)  # torch's DataLoader iterators
-        if shutdown is not None:
-            shutdown()
-
-
 def _num_clips(batch: Any) -> int:
     """Clips in a collated batch: rows of its first tensor (random_multi items hold several)."""
     values = batch.values() if isinstance(batch, dict) else batch
@@ -219,6 +204,18 @@ class Trainer:
             k: v.to(self.ctx.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
             for k, v in batch.items()
         }
+
+    def _open_epoch(self, epoch: int, start: int) -> Iterator[Any]:
+        """The batches of `epoch` from sample `start` on. A `ClipLoader`'s persistent workers start
+        making them at once: opened before a validation, the first batches are ready after it."""
+        self.loader.set_epoch(epoch, start=start)
+        return iter(self.loader)
+
+    def _close_loader(self) -> None:
+        """End the training loader's workers (a stop signal, an error, the end of the run)."""
+        close = getattr(self.loader, "close", None)
+        if close is not None:
+            close()
 
     def _checkpoint(self, metric: float | None = None) -> None:
         """Rank 0 writes a checkpoint of the current position; a failed write (disk full) stops every
@@ -361,23 +358,30 @@ class Trainer:
                    dynamic_ncols=True, unit="step")
         status = "finished"
         self.model.train()
-        with _StopSignal() as stop:
-            while pos.epoch < cfg.epochs:
-                if self._stop_requested(stop):  # it came during the last validation or checkpoint
-                    status = "interrupted"
-                    break
-                with _epoch_batches(self.loader, pos.epoch, pos.batch_in_epoch * batch_size) as batches:
+        batches: Iterator[Any] | None = None
+        try:
+            with _StopSignal() as stop:
+                while pos.epoch < cfg.epochs:
+                    if self._stop_requested(stop):  # it came during the last validation or checkpoint
+                        status = "interrupted"
+                        break
+                    if batches is None:
+                        batches = self._open_epoch(pos.epoch, pos.batch_in_epoch * batch_size)
                     if self._train_epoch(batches, stop, bar):
                         status = "interrupted"
+                        break
+                    pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+                    # the workers make the next epoch's first batches while this one is validated
+                    batches = self._open_epoch(pos.epoch, 0) if pos.epoch < cfg.epochs else None
+                    self.val_metrics = self._run_evaluation() or self.val_metrics
+                    self._checkpoint(self.val_metrics.get(self.best_metric) if self.best_metric else None)
                 if status == "interrupted":
-                    break
-                pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
-                self.val_metrics = self._run_evaluation() or self.val_metrics
-                self._checkpoint(self.val_metrics.get(self.best_metric) if self.best_metric else None)
-            if status == "interrupted":
-                if self._saved != pos:
-                    self._checkpoint()
-                log.warning("stopped by signal at step %d; resume with train.resume=true", pos.step)
+                    self._close_loader()  # before the checkpoint: no worker outlives a stopped run
+                    if self._saved != pos:
+                        self._checkpoint()
+                    log.warning("stopped by signal at step %d; resume with train.resume=true", pos.step)
+        finally:
+            self._close_loader()
         bar.close()
         if self.ctx.distributed:
             self._check_ranks_agree()

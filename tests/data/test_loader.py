@@ -2,12 +2,19 @@ import pytest
 import torch
 
 from avssl.data.datasets import ClipDataset
-from avssl.data.loader import ShardedSampler, build_loader, collate_clips
+from avssl.data.loader import ItemKey, ShardedSampler, build_loader, collate_clips, prefetch_per_worker
 from avssl.data.synthetic import make_corpus
 
 
+def indices(sampler: ShardedSampler) -> list[int]:
+    """The indices a sampler's keys name (each key also carries the sampler's epoch)."""
+    keys = list(sampler)
+    assert all(isinstance(k, ItemKey) and k.epoch == sampler.epoch for k in keys)
+    return [k.index for k in keys]
+
+
 def test_two_ranks_are_disjoint_and_cover_the_data():
-    shards = [list(ShardedSampler(10, seed=1, rank=r, world_size=2)) for r in range(2)]
+    shards = [indices(ShardedSampler(10, seed=1, rank=r, world_size=2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 5
     assert set(shards[0]).isdisjoint(shards[1])
     assert sorted(shards[0] + shards[1]) == list(range(10))
@@ -15,7 +22,7 @@ def test_two_ranks_are_disjoint_and_cover_the_data():
 
 
 def test_uneven_sizes_are_padded_to_equal_length():
-    shards = [list(ShardedSampler(7, seed=0, rank=r, world_size=3)) for r in range(3)]
+    shards = [indices(ShardedSampler(7, seed=0, rank=r, world_size=3)) for r in range(3)]
     assert [len(s) for s in shards] == [3, 3, 3]
     flat = shards[0] + shards[1] + shards[2]
     assert set(flat) == set(range(7)) and len(flat) == 9  # two indices repeat, nothing is lost
@@ -24,25 +31,31 @@ def test_uneven_sizes_are_padded_to_equal_length():
 def test_order_depends_on_seed_and_epoch_only():
     a = ShardedSampler(50, seed=3)
     b = ShardedSampler(50, seed=3)
-    assert list(a) == list(b)
+    assert indices(a) == indices(b)
     a.set_epoch(1)
-    assert list(a) != list(b)
+    assert indices(a) != indices(b)
     b.set_epoch(1)
-    assert list(a) == list(b)
-    assert list(ShardedSampler(50, seed=4)) != list(ShardedSampler(50, seed=3))
-    assert list(ShardedSampler(6, shuffle=False, rank=1, world_size=2)) == [1, 3, 5]
+    assert list(a) == list(b) and list(a)[0].epoch == 1
+    assert indices(ShardedSampler(50, seed=4)) != indices(ShardedSampler(50, seed=3))
+    assert indices(ShardedSampler(6, shuffle=False, rank=1, world_size=2)) == [1, 3, 5]
 
 
 def test_resume_start_skips_exactly():
     sampler = ShardedSampler(20, seed=2, rank=1, world_size=2)
     sampler.set_epoch(4)
-    full = list(sampler)
+    full = indices(sampler)
     sampler.set_epoch(4, start=3)
-    assert list(sampler) == full[3:] and len(sampler) == 7
+    assert indices(sampler) == full[3:] and len(sampler) == 7
     sampler.set_epoch(5)
     assert len(sampler) == 10  # a new epoch starts from the beginning
     with pytest.raises(ValueError, match=r"start must be in \[0, 10\]"):
         sampler.set_epoch(5, start=11)
+
+
+def test_prefetch_covers_two_optimizer_steps_between_the_workers():
+    assert prefetch_per_worker(2, 1) == 2  # torch's default is the floor
+    assert prefetch_per_worker(2, 4) == 4  # 2 workers x 4 = 8 batches: two steps of 4 micro-batches
+    assert prefetch_per_worker(4, 3) == 2 and prefetch_per_worker(1, 3) == 6
 
 
 def test_bad_rank_is_named():
@@ -103,3 +116,9 @@ def test_a_dataset_smaller_than_one_batch_gives_one_batch_of_all_of_it(dataset, 
     batches = list(loader)
     assert [len(b["video"]) for b in batches] == [len(dataset)]  # 6 clips: one batch of 6, not none
     assert "fewer than batch_size=8: batches of 6" in caplog.text
+
+
+def test_the_loader_dataset_reads_as_the_dataset_it_was_given(dataset):
+    loader = build_loader(dataset, batch_size=2, num_workers=0)
+    assert loader.dataset.classes == dataset.classes and len(loader.dataset) == len(dataset)
+    assert loader.dataset[0]["path"] == dataset[0]["path"]
