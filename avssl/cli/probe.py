@@ -5,6 +5,10 @@ A report, not a gate: the exit code is 0 however many files are bad (2 only when
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avssl.data.manifest import ManifestEntry
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,27 +31,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _expand(paths: list[str]) -> list[str]:
-    """Files to probe, in order: files as given, videos under folders, the rows of CSV manifests."""
+def _entries(paths: list[str]) -> list[ManifestEntry]:
+    """What to probe, in order: files as given, the videos under folders, the rows of CSV manifests."""
     from pathlib import Path
 
-    from avssl.data.manifest import read_source
+    from avssl.data.manifest import ManifestEntry, read_source
 
-    files: list[str] = []
-    found = 0
+    if not any(Path(text).exists() for text in paths):
+        raise FileNotFoundError(f"none of the paths exist: {', '.join(paths)}")
+    entries = []
     for text in paths:
         path = Path(text)
-        if not path.exists():
-            files.append(text)  # reported as a missing file
-            continue
-        found += 1
-        if path.is_dir() or path.suffix.lower() == ".csv":
-            files.extend(dict.fromkeys(entry.path for entry in read_source(path)))
+        if path.is_dir() or (path.suffix.lower() == ".csv" and path.is_file()):
+            entries.extend(read_source(path))
         else:
-            files.append(text)
-    if not found:
-        raise FileNotFoundError(f"none of the paths exist: {', '.join(paths)}")
-    return list(dict.fromkeys(files))
+            entries.append(ManifestEntry(text))  # a path that does not exist is reported as a missing file
+    return entries
 
 
 def format_line(info) -> str:
@@ -64,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import asdict
 
-    from avssl.data.probe import probe, summarize
+    from avssl.data.probe import summarize
+    from avssl.data.scan import scan_entries
 
-    infos = probe(_expand(args.paths), cache=False if args.no_cache else None, show_progress=sys.stderr.isatty())
+    corpus = scan_entries(_entries(args.paths), probe_cache=False if args.no_cache else None,
+                          show_progress=sys.stderr.isatty())
+    infos = corpus.files  # one line per file, however many manifest rows name it
     for info in infos:
         print(format_line(info))
     seconds = sum(info.duration for info in infos if info.ok)

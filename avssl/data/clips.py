@@ -1,5 +1,5 @@
-"""What ClipDataset, ShardDataset and the shard writer share: an entry's segment and label names,
-its label as a tensor, and `ClipMaker`, which turns one item's video into its model-ready clips.
+"""What ClipDataset and ShardDataset share: an item's label as a tensor, and `ClipMaker`, which turns
+one item's video into its model-ready clips.
 
 `ClipMaker` owns the clip sampler, the decoder settings and the video and audio transforms. Every
 random draw of an item (clip times, crop, flip, SpecAugment) is keyed by (seed, epoch, index), so the
@@ -7,7 +7,6 @@ two datasets give equal items for the same index whether the video is a file or 
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
@@ -16,33 +15,12 @@ import torch
 from avssl.data.audio import target_frames
 from avssl.data.augment import AugmentConfig, join_phrases
 from avssl.data.decode import DecodedClip, decode_clips
-from avssl.data.manifest import ManifestEntry
-from avssl.data.probe import VideoInfo
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
 from avssl.data.pipeline import InputPipeline, report_audio_length
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 from avssl.data.video import EVAL_CROP_FRACTION
 
 MAX_CONSECUTIVE_FAILURES = 10
-
-
-def label_names(entry: ManifestEntry, multi_label: bool) -> tuple[str, ...]:
-    """The class names of an entry: its ``labels`` in a multi-label source (when it has any), else its
-    ``label`` (none when unlabeled)."""
-    if multi_label and entry.labels:
-        return entry.labels
-    return (entry.label,) if entry.label is not None else ()
-
-
-def entry_segment(entry: ManifestEntry, info: VideoInfo) -> tuple[VideoInfo, float, float]:
-    """(info, segment start, segment length) of an entry in its probed file; a segment that starts
-    past the end of its file turns the info into a rejection."""
-    start = entry.start or 0.0
-    end = min(entry.end if entry.end is not None else info.duration, info.duration)
-    if info.ok and end <= start:
-        info = dataclasses.replace(info, ok=False, reason=f"segment starts at {start:g} s, "
-                                                          f"after the video's end ({info.duration:g} s)")
-    return info, start, end - start
 
 
 def label_target(indices: Sequence[int], num_classes: int, multi_label: bool) -> torch.Tensor:

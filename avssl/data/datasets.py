@@ -5,8 +5,8 @@ embedding, the linear probe and evaluation): a folder, class folders, a CSV mani
 give a `ClipDataset`, WebDataset shards written by `avssl shard` a `ShardDataset`
 (`avssl.data.shards`), with the same items for the same seed.
 
-ClipDataset: source -> manifest entries (``read_source``) -> probe (cached) -> rejected files
-set aside -> index of (video, item) pairs from the clip sampler -> per item:
+ClipDataset: source -> scanned corpus (``scan_source``: manifest entries, probe facts, segments) ->
+rejected files set aside -> index of (video, item) pairs from the clip sampler -> per item:
 sample window(s) -> decode only those windows -> video and audio transforms.
 
 Everything random in an item (clip times, crop, flip, SpecAugment) is a pure
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, entry_segment, label_names, label_target
+from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, label_target
 from avssl.data.decode import DecodeError
-from avssl.data.manifest import ManifestEntry, read_source
-from avssl.data.probe import VideoInfo, probe, summarize
+from avssl.data.probe import VideoInfo, summarize
+from avssl.data.scan import ScannedEntry, scan_source
 from avssl.data.shards import ShardDataset, is_shard_source
 
 log = logging.getLogger(__name__)
@@ -61,39 +61,36 @@ class ClipDataset(ClipMaker, Dataset):
         super().__init__(**clip_options)
         self.decode_failures = 0
 
-        entries = read_source(source)
-        self.multi_label = any(e.labels for e in entries)
-        names = [label_names(e, self.multi_label) for e in entries]
-        self.classes = self._resolve_classes(entries, names, classes)
+        corpus = scan_source(source, probe_cache=probe_cache)
+        self.multi_label = corpus.multi_label
+        names = [corpus.labels(s) for s in corpus.entries]
+        self.classes = self._resolve_classes(corpus.entries, names, classes)
         class_index = {c: i for i, c in enumerate(self.classes)}
 
-        unique = list(dict.fromkeys(e.path for e in entries))
-        by_path = dict(zip(unique, probe(unique, cache=probe_cache)))
-        segments = [entry_segment(e, by_path[e.path]) for e in entries]
-        counts = [self.sampler.num_items(length) if info.ok else 0 for info, _, length in segments]
-        self.rejected: list[VideoInfo] = [info for info, _, _ in segments if not info.ok]
-        skipped = len(entries) - len(self.rejected) - sum(1 for c in counts if c)
-        name = _source_label(source)
+        segments = corpus.entries
+        counts = [self.sampler.num_items(s.length) if s.ok else 0 for s in segments]
+        self.rejected: list[VideoInfo] = corpus.rejected
+        skipped = len(segments) - len(self.rejected) - sum(1 for c in counts if c)
         if self.rejected:
-            log.warning("%s: %d of %d videos rejected (%s); see ClipDataset.rejected", name, len(self.rejected),
-                        len(entries), summarize([info for info, _, _ in segments]))
+            log.warning("%s: %d of %d videos rejected (%s); see ClipDataset.rejected", corpus.name,
+                        len(self.rejected), len(segments), corpus.summary())
         if skipped:
-            log.info("%s: %d videos shorter than %g s skipped", name, skipped, self.clip_duration)
+            log.info("%s: %d videos shorter than %g s skipped", corpus.name, skipped, self.clip_duration)
         keep = [k for k, c in enumerate(counts) if c]
         if not keep:
             reasons = [f"{len(self.rejected)} rejected ({summarize(self.rejected)})"] if self.rejected else []
             if skipped:
                 reasons.append(f"{skipped} shorter than the {self.clip_duration:g} s clip and skipped (short='skip')")
-            raise ValueError(f"{name}: no usable videos out of {len(entries)}: {'; '.join(reasons)}")
+            raise ValueError(f"{corpus.name}: no usable videos out of {len(segments)}: {'; '.join(reasons)}")
 
-        self.silent_videos = sum(1 for k in keep if not segments[k][0].has_audio)
+        self.silent_videos = sum(1 for k in keep if not segments[k].info.has_audio)
         if self.silent_videos:
             log.info("%s: %d of %d videos have no audio stream (their clips get silence and has_audio=False)",
-                     name, self.silent_videos, len(keep))
+                     corpus.name, self.silent_videos, len(keep))
         # numpy arrays, not Python lists: DataLoader workers read them without copy-on-write growth
-        self._paths = _StringTable([entries[k].path for k in keep])
-        self._offsets = np.array([segments[k][1] for k in keep], np.float64)
-        self._durations = np.array([segments[k][2] for k in keep], np.float64)
+        self._paths = _StringTable([segments[k].entry.path for k in keep])
+        self._offsets = np.array([segments[k].start for k in keep], np.float64)
+        self._durations = np.array([segments[k].length for k in keep], np.float64)
         targets = [[class_index[n] for n in names[k]] for k in keep]
         self._label_splits = np.cumsum([0] + [len(t) for t in targets])
         self._label_values = np.array([c for t in targets for c in t], np.int64)
@@ -115,15 +112,16 @@ class ClipDataset(ClipMaker, Dataset):
         return self._paths[video]
 
     @staticmethod
-    def _resolve_classes(entries: list[ManifestEntry], names: list[tuple[str, ...]],
+    def _resolve_classes(entries: list[ScannedEntry], names: list[tuple[str, ...]],
                          classes: list[str] | None) -> list[str]:
         if classes is None:
             return sorted({n for ns in names for n in ns})
         known = set(classes)
-        for entry, ns in zip(entries, names):
+        for scanned, ns in zip(entries, names):
             unknown = [n for n in ns if n not in known]
             if unknown:
-                raise ValueError(f"{entry.path}: label {unknown[0]!r} is not one of the {len(classes)} given classes")
+                raise ValueError(f"{scanned.entry.path}: label {unknown[0]!r} is not one of the {len(classes)} "
+                                 "given classes")
         return list(classes)
 
     def set_epoch(self, epoch: int) -> None:
@@ -176,13 +174,6 @@ class _StringTable:
     def __getitem__(self, i: int) -> str:
         start = int(self._ends[i - 1]) if i > 0 else 0
         return self._bytes[start:int(self._ends[i])].tobytes().decode()
-
-
-def _source_label(source: str | Path | Sequence[str | Path]) -> str:
-    """A short name for a source in messages: the path, or 'list of N files'."""
-    if isinstance(source, (str, Path)):
-        return str(source)
-    return f"list of {len(source)} files"
 
 
 def open_dataset(source: str | Path | Sequence[str | Path], *, train: bool = True, classes: list[str] | None = None,

@@ -26,9 +26,8 @@ from typing import Sequence
 import numpy as np
 from webdataset.writer import TarWriter
 
-from avssl.data.clips import entry_segment, label_names
-from avssl.data.manifest import ManifestEntry, read_source
-from avssl.data.probe import VideoInfo, probe, summarize
+from avssl.data.probe import VideoInfo, summarize
+from avssl.data.scan import ScannedEntry, label_names, scan_source
 from avssl.data.sampling import seed_from
 from avssl.files import new_file_mode, write_json_atomic
 
@@ -86,25 +85,23 @@ class ShardReport:
 
 @dataclass(frozen=True)
 class _Video:
-    """One video to pack: its source entry, probe result, segment and index."""
+    """One video to pack: its scanned entry and its index among the packed videos."""
 
-    entry: ManifestEntry
-    info: VideoInfo
-    offset: float
-    length: float
+    scanned: ScannedEntry
     index: int
 
     def metadata(self, multi_label: bool, ext: str) -> dict:
+        entry = self.scanned.entry
         return {
             "index": self.index,
-            "path": self.entry.path,
+            "path": entry.path,
             "ext": ext,
-            "label": self.entry.label,
-            "labels": list(label_names(self.entry, multi_label)) if multi_label else [],
-            "start": self.offset,
-            "end": self.offset + self.length,
-            "duration": self.length,
-            "probe": asdict(self.info),
+            "label": entry.label,
+            "labels": list(label_names(entry, multi_label)) if multi_label else [],
+            "start": self.scanned.start,
+            "end": self.scanned.start + self.scanned.length,
+            "duration": self.scanned.length,
+            "probe": asdict(self.scanned.info),
         }
 
 
@@ -194,24 +191,14 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
     """
     limit = parse_size(shard_size)
     out_dir = Path(out_dir)
-    entries = read_source(source)
-    multi_label = any(e.labels for e in entries)
-    classes = sorted({n for e in entries for n in label_names(e, multi_label)})
-    unique = list(dict.fromkeys(e.path for e in entries))
-    by_path = dict(zip(unique, probe(unique, cache=probe_cache, show_progress=show_progress)))
-    videos: list[_Video] = []
-    rejected: list[VideoInfo] = []
-    for entry in entries:
-        info, offset, length = entry_segment(entry, by_path[entry.path])
-        if info.ok:
-            videos.append(_Video(entry, info, offset, length, len(videos)))
-        else:
-            rejected.append(info)
+    corpus = scan_source(source, probe_cache=probe_cache, show_progress=show_progress)
+    multi_label, classes, rejected = corpus.multi_label, corpus.classes, corpus.rejected
+    videos = [_Video(scanned, index) for index, scanned in enumerate(corpus.usable)]
     if rejected:
-        log.warning("%s: %d of %d videos rejected (%s)", source, len(rejected), len(entries),
-                    summarize([v.info for v in videos] + rejected))
+        log.warning("%s: %d of %d videos rejected (%s)", corpus.name, len(rejected), len(corpus.entries),
+                    corpus.summary())
     if not videos:
-        raise ValueError(f"{source}: no usable videos out of {len(entries)} ({summarize(rejected)})")
+        raise ValueError(f"{corpus.name}: no usable videos out of {len(corpus.entries)} ({summarize(rejected)})")
     order = list(range(len(videos)))
     if shuffle_seed is not None:
         order = np.random.default_rng(seed_from(shuffle_seed)).permutation(len(videos)).tolist()
@@ -221,8 +208,8 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
     try:
         for position in order:
             video = videos[position]
-            ext = _extension(video.entry.path)
-            data = Path(video.entry.path).read_bytes()
+            ext = _extension(video.scanned.entry.path)
+            data = Path(video.scanned.entry.path).read_bytes()
             meta = json.dumps(video.metadata(multi_label, ext)).encode()
             sink.add(f"{video.index:09d}", {ext: data, "json": meta}, video.index)
     except BaseException:
@@ -232,12 +219,12 @@ def write_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path,
     index = {
         "format": INDEX_FORMAT,
         "version": INDEX_VERSION,
-        "source": str(source) if isinstance(source, (str, Path)) else f"list of {len(entries)} files",
+        "source": corpus.name,
         "total": len(videos),
         "classes": classes,
         "multi_label": multi_label,
         "shuffle_seed": shuffle_seed,
-        "durations": [v.length for v in videos],
+        "durations": [v.scanned.length for v in videos],
         "shards": shards,
         "rejected": [{"path": info.path, "reason": info.reason} for info in rejected],
     }

@@ -19,10 +19,11 @@ from avssl.config import NON_EMPTY, SEED, Check, OneOf, Range, above, at_least
 from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset, open_dataset
 from avssl.data.loader import build_loader
-from avssl.data.manifest import ManifestEntry, read_source, write_manifest
+from avssl.data.manifest import ManifestEntry, write_manifest
 from avssl.data.pipeline import InputPipeline, input_pipeline
-from avssl.data.probe import probe, summarize
+from avssl.data.probe import summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
+from avssl.data.scan import scan_source
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.config import ModelConfig
 from avssl.models.factory import create_model
@@ -123,12 +124,11 @@ def split_sources(data: DataConfig, run_dir: Path, seed: int) -> tuple[str, str]
     if is_shard_source(data.train):
         raise ValueError(f"data.train={data.train} is a set of shards, which is not split by file: "
                          "set data.val to held-out videos or shards")
-    entries = read_source(data.train)
-    unique = list(dict.fromkeys(e.path for e in entries))
-    infos = probe(unique)
-    usable = {info_path for info_path, info in zip(unique, infos) if info.ok}
+    corpus = scan_source(data.train)
+    entries = [s.entry for s in corpus.entries]
+    usable = {info.path for info in corpus.files if info.ok}
     if not usable:
-        raise ValueError(f"{data.train}: no usable videos out of {len(unique)}: {summarize(infos)} "
+        raise ValueError(f"{data.train}: no usable videos out of {len(corpus.files)}: {summarize(corpus.files)} "
                          "(see `avssl probe`)")
     held = held_out_files([e for e in entries if e.path in usable], seed, data.val_fraction)
     val = [e for e in entries if e.path in held]

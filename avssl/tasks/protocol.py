@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from avssl.data.clips import entry_segment, label_names
 from avssl.data.manifest import ManifestEntry, read_source
-from avssl.data.probe import probe
+from avssl.data.scan import label_names, scan_entries
 
 
 def entry_classes(entry: ManifestEntry) -> tuple[str, ...]:
@@ -124,10 +123,8 @@ def draw_protocol_subset(source: str | Path, per_class: int, seed: int = 0, *,
         raise ValueError(f"{source}: the per-class protocol needs labelled clips (class folders, or a CSV "
                          "manifest with a label or labels column)")
     identities = clip_identities(entries)
-    unique = list(dict.fromkeys(e.path for e in entries))
-    info = dict(zip(unique, probe(unique, cache=probe_cache)))
-    segments = [entry_segment(e, info[e.path])[0] for e in entries]  # as ClipDataset judges them
-    usable = [k for k, e in enumerate(entries) if entry_classes(e) and segments[k].ok and segments[k].has_audio]
+    scanned = scan_entries(entries, name=str(source), probe_cache=probe_cache).entries  # as datasets judge them
+    usable = [k for k, s in enumerate(scanned) if entry_classes(s.entry) and s.ok and s.info.has_audio]
     candidates = [entries[k] for k in usable]
     chosen = per_class_subset(candidates, per_class, seed, identities=[identities[k] for k in usable])
     counts = Counter(c for e in candidates for c in set(entry_classes(e)))

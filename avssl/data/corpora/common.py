@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import ManifestEntry, scan_folder, write_manifest
-from avssl.data.probe import VideoInfo, probe
+from avssl.data.scan import scan_entries
 
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
-# A full-length source video may be a little shorter than the annotated window says
-# (re-encodes drop the last frames); only a window that starts past the end is useless.
-_SEGMENT_TOLERANCE = 0.5
 # Times in file names are printed with at most millisecond precision.
 _TIME_TOLERANCE = 1e-3
 
@@ -291,16 +288,6 @@ class VideoIndex:
         return None
 
 
-def _unusable_reason(match: Match, info: VideoInfo) -> str:
-    """Why a probed file cannot serve its annotation ("" when it can)."""
-    if not info.ok:
-        return info.reason
-    start = match.entry.start
-    if start is not None and info.duration > 0 and start >= info.duration + _SEGMENT_TOLERANCE:
-        return f"annotated segment starts at {start:g} s, after the end of the video ({info.duration:.2f} s)"
-    return ""
-
-
 def convert_annotations(
     corpus: str,
     annotations: Sequence[Annotation],
@@ -311,9 +298,9 @@ def convert_annotations(
 ) -> ConversionReport:
     """Match `annotations` to the videos under `videos_dir`; with `check`, open each file found.
 
-    Files that cannot be read (or whose annotated segment lies past their end) move from
-    `matched` to `rejected` with the reason; `probe_cache` is passed to
-    `avssl.data.probe.probe` (None: its default cache).
+    Files that cannot be read (or whose annotated segment starts after their end) move from
+    `matched` to `rejected` with the reason, judged as every dataset judges them
+    (`avssl.data.scan`); `probe_cache` is the probe's cache (None: its default).
     """
     index = VideoIndex(videos_dir, {a.youtube_id for a in annotations if a.youtube_id})
     report = ConversionReport(corpus=corpus, checked=check)
@@ -324,14 +311,14 @@ def convert_annotations(
         else:
             report.matched.append(Match(annotation, entry))
     if check and report.matched:
-        infos = probe([m.entry.path for m in report.matched], cache=probe_cache, show_progress=True)
+        scan = scan_entries([m.entry for m in report.matched], name=corpus, probe_cache=probe_cache,
+                            show_progress=True)
         usable = []
-        for match, info in zip(report.matched, infos):
-            reason = _unusable_reason(match, info)
-            if reason:
-                report.rejected.append(Rejected(match, reason))
-            else:
+        for match, scanned in zip(report.matched, scan.entries):
+            if scanned.ok:
                 usable.append(match)
+            else:
+                report.rejected.append(Rejected(match, scanned.info.reason))
         report.matched = usable
     log.info("%s: %d annotated, %d found, %d missing, %d unreadable", corpus, len(annotations),
              len(report.matched) + len(report.rejected), len(report.missing), len(report.rejected))
