@@ -158,10 +158,15 @@ def closest(word: str, choices: typing.Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+def key_hint(key: str, valid: list[str]) -> str:
+    """What to say after "unknown key": "; did you mean 'X'?" with the valid key nearest to `key`, or
+    the valid keys (in the order given) when none is near."""
+    close = closest(key, valid)
+    return f"; did you mean {close!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
 def _unknown_key(key: Any, valid: list[str], where: str) -> ConfigError:
-    close = closest(str(key).split(".")[-1], valid)
-    hint = f"; did you mean {close!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
-    return ConfigError(f"unknown config key {where}{key!r}{hint}")
+    return ConfigError(f"unknown config key {where}{key!r}{key_hint(str(key).split('.')[-1], sorted(valid))}")
 
 
 def _number(text: str, key: str) -> float:

@@ -83,7 +83,7 @@ def test_model_config_carries_the_contrastive_options_and_base_yaml_sets_cavmae(
     with pytest.raises(ValueError, match="contrastive_gather"):
         avssl.create_model("tiny", contrastive_gather="everywhere")
     base = load_config(PretrainConfig, PRETRAIN / "base.yaml", []).model
-    assert base["contrastive_directions"] == "video_to_audio" and base["contrastive_gather"] == "local"
+    assert base.contrastive_directions == "video_to_audio" and base.contrastive_gather == "local"
 
 
 WORLD, LOCAL = 2, 4

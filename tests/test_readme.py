@@ -53,5 +53,4 @@ def test_readme_command_parses_and_its_overrides_are_valid(command, monkeypatch)
     cfg = load_config(config_class, path, list(args.overrides))
     for model in (getattr(cfg, "model", None), getattr(getattr(cfg, "pretrain", None), "model", None)):
         if model:
-            fields = {k: v for k, v in model.items() if k != "name"}
-            config_from_dict(fields, base=get_config(model.get("name", "tiny")), where="README model override")
+            config_from_dict(model.changes(), base=get_config(model.name), where="README model override")

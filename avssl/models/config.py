@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from avssl.config import Check, Range, above, at_least, closest
+from avssl.config import Check, Range, above, at_least, closest, key_hint
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 
 _CHOICES = {
@@ -202,16 +202,6 @@ class ModelConfig:
                          and (base is None or getattr(self, f.name) != getattr(base, f.name)))
         return {key: getattr(self, key) for key in keys}
 
-    # the section read as the mapping of "name" and changes it was before it was typed (cfg.model["x"])
-    def __getitem__(self, key: str) -> Any:
-        return self.config_section()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.config_section().get(key, default)
-
-    def items(self) -> Any:
-        return self.config_section().items()
-
     def preprocessing(self) -> dict[str, Any]:
         """The input preparation these weights expect, as keyword arguments of `ClipDataset` (the clip
         shape aside: `avssl.data.pipeline.input_pipeline` adds it and is what the commands use)."""
@@ -268,9 +258,7 @@ def check_keys(keys: Any, where: str = "model config") -> None:
     valid = config_fields()
     for key in keys:
         if key not in valid:
-            close = closest(key, valid)
-            hint = f"; did you mean {close!r}?" if close else f"; valid keys: {', '.join(valid)}"
-            raise ValueError(f"unknown {where} key {key!r}{hint}")
+            raise ValueError(f"unknown {where} key {key!r}{key_hint(key, valid)}")
 
 
 def get_config(name: str) -> ModelConfig:
