@@ -14,6 +14,8 @@ _EXPORTS = {
     "create_model": "avssl.models.factory",
     "load_model": "avssl.models.factory",
     "list_models": "avssl.models.factory",
+    "load_classifier": "avssl.models.factory",
+    "Preprocessor": "avssl.data.pipeline",
     "ClipDataset": "avssl.data.datasets",
     "open_dataset": "avssl.data.datasets",
     "build_loader": "avssl.data.loader",
