@@ -6,7 +6,7 @@ of step time a real tiny pretraining run spends waiting for data.
    and the model's training clips/s (forward + backward + AdamW, `train_step.training_step`) at the
    recipe's clip shape. loader / model >= 1: N workers make clips faster than the model uses them
    (when they have cores of their own; here they share them with the model in a real run).
-2. A real run: `avssl pretrain -c configs/pretrain/tiny.yaml` (24 frames of 64 px, batch 32, 2 workers)
+2. A real run: `avssl pretrain -c tiny` (24 frames of 64 px, batch 32, 2 workers)
    on a synthetic corpus with a row of metrics.jsonl per step: the time-weighted `data_wait_fraction`
    of the steps after the first, of each later epoch's first step (where workers used to be
    re-spawned, after each validation) and the first step's wait (the workers' start, once a run).
