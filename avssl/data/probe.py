@@ -27,7 +27,7 @@ import av
 import av.logging
 from tqdm import tqdm
 
-from avssl.data.decode import audio_stream, configure_decoder, seek_keyframe, stream_start, video_stream
+from avssl.data.streams import audio_stream, configure_decoder, seek_keyframe, stream_start, video_stream
 from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)

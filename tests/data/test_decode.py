@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from avssl.data import decode as decode_module
+from avssl.data import video_reader
 from avssl.data.decode import DecodeError, decode_clip, decode_clips
 from avssl.data.synthetic import counter_frames, counter_value, write_video
 
@@ -52,7 +52,7 @@ def test_variable_frame_rate_picks_by_time(write_test_video):
 def test_seeking_into_the_middle_decodes_only_from_the_keyframe_before(write_test_video, monkeypatch):
     path = write_test_video(duration=10.0, fps=16, keyframe_interval=16, audio=False)
     # a keyframe at least every second: 2 s of window plus at most 1 s of lead-in
-    monkeypatch.setattr(decode_module, "MAX_DECODED_FRAMES", 3 * 16 + 4)
+    monkeypatch.setattr(video_reader, "MAX_DECODED_FRAMES", 3 * 16 + 4)
     clip = decode_clip(path, 6.3, 8.3, 8)
     assert indices(clip) == expected_indices([k / 16 for k in range(160)], 6.3, 8.3, 8)
 
@@ -68,7 +68,7 @@ def test_skipping_unreferenced_frames_changes_nothing(tmp_path, monkeypatch):
     path = write_video(tmp_path / "b.mp4", moving_texture(64), 16)
     windows = [(0.0, 2.0), (1.1, 3.1), (2.5, 4.5), (3.5, 5.0)]
     fast = decode_clips(path, windows, 8)
-    monkeypatch.setattr(decode_module._VideoReader, "_skippable", lambda *args: False)
+    monkeypatch.setattr(video_reader.VideoReader, "_skippable", lambda *args: False)
     plain = decode_clips(path, windows, 8)
     for a, b in zip(fast, plain):
         assert torch.equal(a.frames, b.frames) and torch.equal(a.frame_times, b.frame_times)
@@ -186,7 +186,7 @@ def test_time_and_frame_bounds(write_test_video, monkeypatch):
     path = write_test_video(duration=3.0)
     with pytest.raises(DecodeError, match="took longer than"):
         decode_clip(path, 0.0, 3.0, 8, timeout=0.0)
-    monkeypatch.setattr(decode_module, "MAX_DECODED_FRAMES", 10)  # one keyframe: 2.5 s means ~40 frames
+    monkeypatch.setattr(video_reader, "MAX_DECODED_FRAMES", 10)  # one keyframe: 2.5 s means ~40 frames
     with pytest.raises(DecodeError, match="more than 10 frames"):
         decode_clip(path, 2.0, 3.0, 4)
     assert math.isfinite(decode_clip(path, 0.0, 0.5, 4).frame_times.sum().item())
@@ -254,7 +254,7 @@ def test_every_failure_is_a_decode_error(write_test_video, monkeypatch):
     def explode(*args):
         raise ValueError("odd frame")
 
-    monkeypatch.setattr(decode_module._VideoReader, "read", explode)
+    monkeypatch.setattr(video_reader.VideoReader, "read", explode)
     with pytest.raises(DecodeError, match="clip.mp4: ValueError: odd frame"):
         decode_clip(path, 0.0, 1.0, 4)
 
@@ -262,14 +262,14 @@ def test_every_failure_is_a_decode_error(write_test_video, monkeypatch):
 def test_a_frame_in_a_reserved_colour_space_is_converted_as_bt601(write_test_video, monkeypatch):
     path = write_test_video()
     plain = decode_clip(path, 0.0, 1.0, 4)
-    decoded = decode_module._decoded
+    decode_packet = video_reader.decode_packet
 
     def reserved_colour_space(packet, errors):
-        frames = decoded(packet, errors)
+        frames = decode_packet(packet, errors)
         for frame in frames:
             if isinstance(frame, av.VideoFrame):
                 frame.colorspace = 3  # reserved: what a damaged VP9 header gave, and the converter refuses
         return frames
 
-    monkeypatch.setattr(decode_module, "_decoded", reserved_colour_space)
+    monkeypatch.setattr(video_reader, "decode_packet", reserved_colour_space)
     assert torch.equal(decode_clip(path, 0.0, 1.0, 4).frames, plain.frames)
