@@ -38,10 +38,12 @@ from avssl.data.audio import FBANK_MEAN, FBANK_STD, FRAME_LENGTH_MS, FRAME_SHIFT
 from avssl.data.augment import AugmentConfig
 # the decoder's own frame-size rule, scaler and resampler: an array must be resized and resampled
 # by the same code as a file's frames and sound
-from avssl.data.decode import _EPS, DecodedClip, _output_size, _resampled, _to_rgb, check_channel, decode_clip, to_mono
+from avssl.data.audio_reader import check_channel, resampled, to_mono
+from avssl.data.decode import DecodedClip, decode_clip
 from avssl.data.sampling import ConstantSampler
 from avssl.data.video import (EVAL_CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, SpatialCrops, VideoTransform,
                               eval_resize)
+from avssl.data.video_reader import TIME_EPS, output_size, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +208,11 @@ class Preprocessor:
         start, end = window or self.window(len(frames) / fps)
         targets = start + (np.arange(pipe.num_frames) + 0.5) * (end - start) / pipe.num_frames
         # the first frame shown at or after each target, the last one past the end (as the decoder picks)
-        picks = np.minimum(np.searchsorted(np.arange(len(frames)) / fps, targets - _EPS), len(frames) - 1)
+        picks = np.minimum(np.searchsorted(np.arange(len(frames)) / fps, targets - TIME_EPS), len(frames) - 1)
         images = {}
         for index in dict.fromkeys(picks.tolist()):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
-            images[index] = _to_rgb(frame, *_output_size(frame, pipe.short_side))
+            images[index] = to_rgb(frame, *output_size(frame, pipe.short_side))
         return pipe.video_transform()(torch.from_numpy(np.stack([images[i] for i in picks.tolist()])))
 
     def waveform(self, samples: np.ndarray, sample_rate: int, window: tuple[float, float] | None = None) -> torch.Tensor:
@@ -226,7 +228,7 @@ class Preprocessor:
                                            layout=f"{samples.shape[0]}c")
         frame.sample_rate, frame.pts, frame.time_base = sample_rate, 0, Fraction(1, sample_rate)
         mono = np.concatenate([to_mono(piece.to_ndarray(), self.pipeline.audio_channel)
-                               for piece in _resampled(frame, rate)])
+                               for piece in resampled(frame, rate)])
         start, end = window or self.window(samples.shape[1] / sample_rate)
         out = np.zeros(round((end - start) * rate), np.float32)
         clip = mono[round(start * rate):][: len(out)]
