@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from avssl.data.corpora.common import VideoIndex
+from avssl.data.corpora.index import VideoIndex
 from avssl.data.manifest import ManifestEntry, read_source, scan_folder, write_manifest
 
 

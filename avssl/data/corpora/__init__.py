@@ -5,13 +5,18 @@ each with `read_annotations(...)` (the official lists, parsed) and `convert(anno
 videos_dir, ...) -> ConversionReport` (matched to the downloaded files, with the missing
 and unreadable ones reported); `write_outputs(report, out_csv)` writes the manifest and
 the lists. `avssl prepare NAME ...` is the command-line face of the same functions.
+
+What the corpus modules share: `annotations` (the annotated clips and the readers' helpers), `index`
+(finding each clip among the downloaded files), `convert` (matching, checking, the `convert` every
+corpus module offers), `report` (what a conversion found, and the files written from it).
 """
 from __future__ import annotations
 
 from importlib import import_module
 from types import ModuleType
 
-from avssl.data.corpora.common import Annotation, ConversionReport, Outputs, write_outputs
+from avssl.data.corpora.annotations import Annotation
+from avssl.data.corpora.report import ConversionReport, Outputs, write_outputs
 
 CORPORA: tuple[str, ...] = ("kinetics", "vggsound", "audioset", "ucf101", "hmdb51")
 

@@ -10,7 +10,7 @@ ids into display names; without it the labels are the mids.
 Downloads are commonly saved as `<id>_<start>_<end>` or `<id>_<start>` (seconds, or
 milliseconds), with a `Y` in front (`Y<id>` trimmed clips of PANNs, DCASE's
 `Y<id>_<start>_<end>`), or as the full-length `<id>`, which gets start/end (see
-`common.VideoIndex`).
+`avssl.data.corpora.index.VideoIndex`).
 """
 from __future__ import annotations
 
@@ -20,14 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from avssl.data.corpora.common import (
-    Annotation,
-    PathLike,
-    annotation_files,
-    clip_name,
-    corpus_converter,
-    parse_seconds,
-)
+from avssl.data.corpora.annotations import Annotation, PathLike, annotation_files, clip_name, parse_seconds
+from avssl.data.corpora.convert import corpus_converter
 
 log = logging.getLogger(__name__)
 

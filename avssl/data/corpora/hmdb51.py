@@ -9,13 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from avssl.data.corpora.common import (
-    Annotation,
-    PathLike,
-    check_choice,
-    corpus_converter,
-    select_split,
-)
+from avssl.data.corpora.annotations import Annotation, PathLike, check_choice, select_split
+from avssl.data.corpora.convert import corpus_converter
 
 SPLITS = ("train", "test")
 FOLDS = (1, 2, 3)

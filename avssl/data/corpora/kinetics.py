@@ -5,7 +5,7 @@ header `label,youtube_id,time_start,time_end,split`; some releases add columns (
 `is_cc`) and the test CSVs of some releases have no `label`. Downloaded clips are already
 trimmed and named `<youtube_id>_<start:06d>_<end:06d>.mp4`, flat or under
 `<split>/<label>/`; a file named just `<youtube_id>` is taken to be the full-length video,
-so the clip's window goes into the manifest as start/end (see `common.VideoIndex`).
+so the clip's window goes into the manifest as start/end (see `avssl.data.corpora.index.VideoIndex`).
 """
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from avssl.data.corpora.common import (
-    Annotation,
-    PathLike,
-    annotation_files,
-    check_choice,
-    clip_name,
-    corpus_converter,
-    parse_seconds,
-    select_split,
-)
+from avssl.data.corpora.annotations import (Annotation, PathLike, annotation_files, check_choice, clip_name,
+                                            parse_seconds, select_split)
+from avssl.data.corpora.convert import corpus_converter
 
 SPLITS = ("train", "val", "test")
 # The releases call the validation split "validate" in file names and "val" or

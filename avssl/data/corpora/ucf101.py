@@ -12,12 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from avssl.data.corpora.common import (
-    Annotation,
-    PathLike,
-    check_choice,
-    corpus_converter,
-)
+from avssl.data.corpora.annotations import Annotation, PathLike, check_choice
+from avssl.data.corpora.convert import corpus_converter
 
 SPLITS = ("train", "test")
 FOLDS = (1, 2, 3)

@@ -4,23 +4,16 @@ The CSV has no header; each row is `youtube_id,start_seconds,label,split` with s
 "train" or "test", and names a 10 s clip. Downloads are commonly saved as
 `<id>_<start:06d>.mp4` or `<id>_<start>_<end>.mp4` (already trimmed; seconds or
 milliseconds) or as the full-length `<id>.mp4`, for which the clip's window goes into the
-manifest as start/end (see `common.VideoIndex`).
+manifest as start/end (see `avssl.data.corpora.index.VideoIndex`).
 """
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
 
-from avssl.data.corpora.common import (
-    Annotation,
-    PathLike,
-    annotation_files,
-    check_choice,
-    clip_name,
-    corpus_converter,
-    parse_seconds,
-    select_split,
-)
+from avssl.data.corpora.annotations import (Annotation, PathLike, annotation_files, check_choice, clip_name,
+                                            parse_seconds, select_split)
+from avssl.data.corpora.convert import corpus_converter
 
 SPLITS = ("train", "test")
 CLIP_SECONDS = 10.0

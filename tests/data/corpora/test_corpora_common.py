@@ -1,11 +1,15 @@
-"""Matching annotations to files, the report and the written lists (avssl.data.corpora.common)."""
+"""Matching annotations to files, the report and the written lists (avssl.data.corpora: annotations, index,
+convert, report)."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from avssl.data.corpora.common import Annotation, VideoIndex, clip_name, convert_annotations, write_outputs
+from avssl.data.corpora.annotations import Annotation, clip_name
+from avssl.data.corpora.convert import convert_annotations
+from avssl.data.corpora.index import VideoIndex
+from avssl.data.corpora.report import write_outputs
 from avssl.data.manifest import read_source
 
 
