@@ -109,9 +109,19 @@ def _fill(hf: nn.Module, backbone: AVModel, encoder: VideoEncoder | AudioEncoder
     _copy(hf.layernorm, encoder.norm.weight, encoder.norm.bias)
 
 
+def _transformers() -> Any:
+    """The transformers package, or a ValueError saying how to install it (an optional extra)."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("exporting to transformers needs it: pip install 'avssl[export]'") from None
+    return transformers
+
+
 def export_video(backbone: AVModel, out: str | Path) -> Path:
     """The video encoder as a transformers `VivitModel` folder at `out`; returns it."""
-    from transformers import VivitConfig, VivitModel
+    transformers = _transformers()
+    VivitConfig, VivitModel = transformers.VivitConfig, transformers.VivitModel
 
     cfg = backbone.config
     config = VivitConfig(image_size=cfg.frame_size, num_frames=cfg.num_frames, tubelet_size=list(cfg.tubelet),
@@ -126,7 +136,8 @@ def export_video(backbone: AVModel, out: str | Path) -> Path:
 
 def export_audio(backbone: AVModel, out: str | Path) -> Path:
     """The audio encoder as a transformers `ASTModel` folder at `out`; returns it."""
-    from transformers import ASTConfig, ASTModel
+    transformers = _transformers()
+    ASTConfig, ASTModel = transformers.ASTConfig, transformers.ASTModel
 
     cfg = backbone.config
     config = ASTConfig(patch_size=cfg.audio_patch, frequency_stride=cfg.audio_patch, time_stride=cfg.audio_patch,
