@@ -6,7 +6,7 @@ L2-normalised, with the batch size free and the clip shape of the model's config
   needs nothing beyond torch.
 - "onnx": ONNX models (`video.onnx`, `audio.onnx`; input "video" / "audio", output "embedding") through
   torch's dynamo exporter; needs the `onnx` and `onnxscript` packages, and `onnxruntime` to check the
-  result.
+  result (all three in `pip install 'avssl[export]'`).
 
 Every export is checked against the eager model on a random batch of another batch size than the one
 traced; `ExportedGraph.max_abs_diff` says by how much they differ (ValueError above `tolerance`).
@@ -71,8 +71,8 @@ def _onnx(function: EmbeddingFunction, x: torch.Tensor, path: Path) -> Runner | 
     try:
         import onnxscript  # noqa: F401  (torch's dynamo exporter needs it)
     except ImportError:
-        raise ValueError("--format onnx needs the onnx and onnxscript packages: pip install onnx onnxscript "
-                         "onnxruntime (or use --format pt2, which needs nothing beyond torch)") from None
+        raise ValueError("--format onnx needs the onnx and onnxscript packages: pip install 'avssl[export]' "
+                         "(or use --format pt2, which needs nothing beyond torch)") from None
     torch.onnx.export(function, (x,), str(path), dynamo=True, input_names=[function.modality],
                       output_names=["embedding"], dynamic_shapes=({0: torch.export.Dim("batch")},))
     try:

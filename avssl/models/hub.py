@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,6 @@ log = logging.getLogger(__name__)
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # what from_pretrained fetches: the saved-model files, never a training checkpoint's optimizer state
 _MODEL_FILES = ("model.safetensors", "config.json", "README.md")
-
-
-def _huggingface_hub() -> Any:
-    """The huggingface_hub package (its constants and errors modules loaded), or a ValueError saying how
-    to install it (it comes with transformers; a plain install of avssl may not have it)."""
-    try:
-        import huggingface_hub
-        import huggingface_hub.constants
-        import huggingface_hub.errors
-    except ImportError:
-        raise ValueError("Hub repo ids and push_to_hub need huggingface_hub: pip install huggingface_hub") from None
-    return huggingface_hub
 
 
 def is_repo_id(name: str) -> bool:
@@ -55,10 +42,10 @@ def resolve(path_or_repo_id: str | Path, revision: str | None = None) -> Path:
         if revision is not None:
             raise ValueError(f"revision={revision!r} applies to Hub repo ids, and {name} is a local path")
         return path
-    hub = _huggingface_hub()
-    constants, errors = hub.constants, hub.errors
+    from huggingface_hub import constants, errors, snapshot_download
+
     try:
-        folder = hub.snapshot_download(name, revision=revision, allow_patterns=list(_MODEL_FILES))
+        folder = snapshot_download(name, revision=revision, allow_patterns=list(_MODEL_FILES))
     except (errors.LocalEntryNotFoundError, errors.HfHubHTTPError) as err:
         where = "reading the cache only (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "from the Hub"
         raise FileNotFoundError(
@@ -73,7 +60,9 @@ def push_folder(folder: Path, repo_id: str, *, private: bool | None = None, toke
                 commit_message: str = "Upload avssl model") -> str:
     """Upload a saved-model folder to the Hub model repo `repo_id` (created when missing) as one commit;
     returns the commit's URL. A `repo_id` without "org/" goes under the token's user, as on the Hub."""
-    api = _huggingface_hub().HfApi(token=token)
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
                                commit_message=commit_message)
