@@ -70,15 +70,26 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def mean_across_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Average scalar metrics over ranks so the logged figures describe the whole batch."""
-    if not dist.is_initialized() or not values:
-        return values
+def mean_across_ranks(values: dict[str, float | torch.Tensor], device: torch.device) -> dict[str, float]:
+    """Average scalar metrics (numbers or 0-d tensors) over ranks so the logged figures describe the
+    whole batch: one collective and one device-to-host copy for all of them."""
+    if not values:
+        return {}
     keys = sorted(values)
-    stacked = torch.tensor([values[k] for k in keys], device=device, dtype=torch.float64)
-    dist.all_reduce(stacked)
-    stacked /= dist.get_world_size()
+    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device) for k in keys])
+    if dist.is_initialized():
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
     return dict(zip(keys, stacked.tolist()))
+
+
+def min_across_ranks(value: torch.Tensor) -> float:
+    """The smallest of a 0-d tensor's values on all ranks, as a number (a host-device sync)."""
+    if not dist.is_initialized():
+        return float(value)
+    low = value.detach().to(torch.float64).reshape(1).clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float(low)
 
 
 def spread_across_ranks(value: float, device: torch.device) -> float:

@@ -3,12 +3,19 @@
 A recipe hands the loop a model, a loader and a `step_fn(model, batch) -> {"loss": ..., ...}`;
 the loop owns everything else: devices and DDP, mixed precision, accumulation, clipping, the
 schedule, resumption, stop signals, non-finite losses and logging.
+
+The host waits for the device (and ranks for each other) only at log steps, every
+`train.log_every` optimizer steps and at the end of an epoch (MAE's MetricLogger, torchtune): loss
+terms and gradient norms are summed on the device in between, and the step of the first non-finite
+loss is kept there too, so a NaN is caught within one log interval. A checkpoint is written only
+after that check, so the last one is always of finite weights.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,7 +36,7 @@ from avssl.train.checkpoint import (
 )
 from avssl.train.config import TrainConfig
 from avssl.train.observe import MetricsLogger
-from avssl.train.optim import param_groups
+from avssl.train.optim import adamw, param_groups
 from avssl.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -81,21 +88,25 @@ class _StopSignal:
 
 @dataclass
 class _Window:
-    """Sums over the optimizer steps since the last `train` row of metrics.jsonl."""
+    """Sums over the optimizer steps since the last `train` row of metrics.jsonl; loss terms stay on
+    the device (tensors) until that row is written."""
 
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
     steps: int = 0
     wait: float = 0.0
     time: float = 0.0
     clips: int = 0
+    grad_norm: torch.Tensor | float = float("nan")  # of the last step
 
-    def add(self, terms: dict[str, float], wait: float, elapsed: float, clips: int) -> None:
+    def add(self, terms: dict[str, torch.Tensor], wait: float, elapsed: float, clips: int,
+            grad_norm: torch.Tensor | float) -> None:
         for key, value in terms.items():
-            self.terms[key] = self.terms.get(key, 0.0) + value
+            self.terms[key] = self.terms[key] + value if key in self.terms else value
         self.steps += 1
         self.wait += wait
         self.time += elapsed
         self.clips += clips
+        self.grad_norm = grad_norm
 
 
 def _num_clips(batch: Any) -> int:
@@ -142,12 +153,8 @@ class Trainer:
         self.model = model.to(ctx.device)
         if cfg.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
             model.set_grad_checkpointing(True)
-        self.optimizer = torch.optim.AdamW(
-            groups or param_groups(model, cfg.weight_decay),
-            lr=cfg.lr,
-            betas=cfg.betas,
-            fused=ctx.device.type == "cuda",
-        )
+        self.optimizer = adamw(groups or param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                               device=ctx.device)
         self.steps_per_epoch = len(loader) // cfg.accum_steps
         if self.steps_per_epoch < 1:
             raise ValueError(
@@ -161,6 +168,8 @@ class Trainer:
         self.position = Position()
         self.val_metrics: dict[str, float] = {}
         self._saved: Position | None = None  # the position of the last checkpoint written or resumed from
+        # the first optimizer step whose loss was not finite (inf: none yet), kept on the device
+        self._first_non_finite = torch.tensor(math.inf, device=ctx.device)
         self._last_path: Path | None = None
         self._resume()
         self.forward_model: nn.Module = torch.compile(model) if cfg.compile else model
@@ -217,9 +226,22 @@ class Trainer:
         if close is not None:
             close()
 
+    def _raise_if_non_finite(self) -> None:
+        """Stop every rank with `NonFiniteLossError` when a loss since the start was NaN or infinite
+        on any of them (a host-device sync and, under DDP, a collective: called at log steps)."""
+        first = distr.min_across_ranks(self._first_non_finite)
+        if math.isfinite(first):
+            raise NonFiniteLossError(
+                f"non-finite loss at step {int(first)} (found at step {self.position.step}, epoch "
+                f"{self.position.epoch}); stopped without saving this state, the last good checkpoint is in "
+                f"{self.run_dir / 'checkpoints'}"
+            )
+
     def _checkpoint(self, metric: float | None = None) -> None:
-        """Rank 0 writes a checkpoint of the current position; a failed write (disk full) stops every
-        rank with the same `CheckpointWriteError` instead of leaving the others at a barrier."""
+        """Rank 0 writes a checkpoint of the current position, once every loss so far is known to be
+        finite; a failed write (disk full) stops every rank with the same `CheckpointWriteError`
+        instead of leaving the others at a barrier."""
+        self._raise_if_non_finite()
         error: CheckpointWriteError | None = None
         if self.ctx.is_main:
             try:
@@ -240,7 +262,9 @@ class Trainer:
             raise error or CheckpointWriteError("rank 0 could not write a checkpoint (its log says why)")
         self._saved = Position(**vars(self.position))
 
-    def _micro_step(self, batch: dict[str, Any], micro: int, sync: bool) -> dict[str, float]:
+    def _micro_step(self, batch: dict[str, Any], micro: int, sync: bool) -> dict[str, torch.Tensor]:
+        """Forward and backward of one batch; returns its scalar loss terms (detached, on the device).
+        `sync`: DDP all-reduces the gradients (the last micro-step of an optimizer step)."""
         torch.manual_seed(step_seed(self.seed, self.position.step, micro, self.ctx.rank))
         dtype = self.autocast_dtype
         no_sync = (
@@ -252,19 +276,18 @@ class Trainer:
             with torch.autocast(self.ctx.device.type, dtype=dtype, enabled=dtype is not None):
                 out = self.step_fn(self.forward_model, batch)
             loss = out["loss"]
-            if distr.any_rank(not bool(torch.isfinite(loss.detach()).item()), self.ctx.device):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at step {self.position.step + 1} "
-                    f"(epoch {self.position.epoch}); stopped without saving this state, the last good "
-                    f"checkpoint is in {self.run_dir / 'checkpoints'}"
-                )
             (loss / self.cfg.accum_steps).backward()
-        return {k: float(v.detach()) for k, v in out.items() if k.startswith("loss") and v.ndim == 0}
+        first = self._first_non_finite  # becomes this step where the loss is not finite, unless earlier
+        self._first_non_finite = torch.where(torch.isfinite(loss.detach()), first,
+                                             first.clamp(max=self.position.step + 1))
+        return {k: v.detach() for k, v in out.items() if k.startswith("loss") and v.ndim == 0}
 
-    def _optimizer_step(self) -> float:
-        grad_norm = float("nan")
+    def _optimizer_step(self) -> torch.Tensor | float:
+        """Clip, step, schedule; returns the gradient norm before clipping (a device tensor; NaN
+        without clipping)."""
+        grad_norm: torch.Tensor | float = float("nan")
         if self.cfg.grad_clip > 0:
-            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -295,15 +318,19 @@ class Trainer:
         if spread != 0.0:
             log.warning("model replicas differ across ranks (checksum spread %g)", spread)
 
-    def _stop_requested(self, stop: _StopSignal) -> bool:
-        """Whether a stop signal reached any rank (every rank asks at the same points)."""
+    def _stop_requested(self, stop: _StopSignal, log_step: bool = True) -> bool:
+        """Whether a stop signal reached any rank (every rank asks at the same points). Asking the
+        others is a collective, so under DDP only log steps ask; one process acts at once."""
+        if self.ctx.distributed and not log_step:
+            return False
         return distr.any_rank(stop.requested, self.ctx.device)
 
-    def _train_step(self, batches: Iterator[Any]) -> tuple[dict[str, float], float, int, float]:
-        """One optimizer step over `accum_steps` batches: (mean loss terms, seconds spent waiting
-        for data, clips seen, gradient norm)."""
+    def _train_step(self, batches: Iterator[Any]
+                    ) -> tuple[dict[str, torch.Tensor], float, int, torch.Tensor | float]:
+        """One optimizer step over `accum_steps` batches: (mean loss terms on the device, seconds spent
+        waiting for data, clips seen, gradient norm)."""
         accum = self.cfg.accum_steps
-        step_terms: dict[str, float] = {}
+        step_terms: dict[str, torch.Tensor] = {}
         wait, clips = 0.0, 0
         for micro in range(accum):
             fetch = time.perf_counter()
@@ -311,17 +338,20 @@ class Trainer:
             wait += time.perf_counter() - fetch
             clips += _num_clips(batch)
             for key, value in self._micro_step(batch, micro, sync=micro == accum - 1).items():
-                step_terms[key] = step_terms.get(key, 0.0) + value / accum
+                step_terms[key] = step_terms[key] + value / accum if key in step_terms else value / accum
             self.position.batch_in_epoch += 1
         return step_terms, wait, clips, self._optimizer_step()
 
-    def _log_window(self, window: _Window, grad_norm: float) -> None:
-        """One `train` row: the window's mean loss terms (over ranks too), lr and throughput."""
-        values = distr.mean_across_ranks({k: v / window.steps for k, v in window.terms.items()}, self.ctx.device)
+    def _log_window(self, window: _Window, bar: tqdm) -> None:
+        """One `train` row: the window's mean loss terms (over ranks too), lr, the last gradient norm and
+        throughput; the same loss and clips/s on the progress bar. The window's one device sync."""
+        means = {k: v / window.steps for k, v in window.terms.items()}
+        values = distr.mean_across_ranks({**means, "grad_norm": window.grad_norm}, self.ctx.device)
+        clips_per_s = window.clips * self.ctx.world_size / window.time
+        bar.set_postfix(loss=f"{values.get('loss', float('nan')):.4f}", clips_s=f"{clips_per_s:.1f}")
         values.update(
             lr=self.scheduler.get_last_lr()[0],
-            grad_norm=grad_norm,
-            clips_per_s=window.clips * self.ctx.world_size / window.time,
+            clips_per_s=clips_per_s,
             data_wait_fraction=window.wait / max(window.time, 1e-9),
         )
         self.metrics.log("train", self.position.step, values, epoch=self.position.epoch)
@@ -334,15 +364,14 @@ class Trainer:
         while pos.batch_in_epoch < end:
             tick = time.perf_counter()
             terms, wait, clips, grad_norm = self._train_step(batches)
-            elapsed = time.perf_counter() - tick
-            window.add(terms, wait, elapsed, clips)
+            window.add(terms, wait, time.perf_counter() - tick, clips, grad_norm)
             bar.update(1)
-            bar.set_postfix(loss=f"{terms.get('loss', float('nan')):.4f}",
-                            clips_s=f"{clips * self.ctx.world_size / max(elapsed, 1e-9):.1f}")
-            if pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= end:
-                self._log_window(window, grad_norm)
+            log_step = pos.step % cfg.log_every == 0 or pos.batch_in_epoch >= end
+            if log_step:
+                self._raise_if_non_finite()
+                self._log_window(window, bar)
                 window = _Window()
-            if self._stop_requested(stop):
+            if self._stop_requested(stop, log_step):
                 return True
             if cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0:
                 self._checkpoint()

@@ -247,6 +247,28 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_corpus, 
     assert all(torch.isfinite(t).all() for t in weights(tmp_path / "run").values())
 
 
+def test_a_nan_is_caught_at_the_next_log_step_without_a_sync_per_step(synthetic_corpus, tmp_path, monkeypatch):
+    # 6 steps an epoch (24 clips, batch 4); rows and checkpoints every 3 steps; the loss is NaN at step 4
+    calls = {"n": 0}
+    original = pretrain_module.pretrain_step
+
+    def poisoned_step(model, batch):
+        out = original(model, batch)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    with pytest.raises(NonFiniteLossError, match=r"at step 4 \(found at step 6"):
+        run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", "data.batch_size=4", "train.log_every=3",
+                                 "train.checkpoint_every=3"))
+    assert calls["n"] == 6  # steps 5 and 6 ran: nothing waited on the device at steps 4 and 5
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "train")] == [3]  # the NaN window is not logged
+    assert resolve_checkpoint(tmp_path / "run").name == "step_0000003"
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "run").values())
+
+
 def test_unknown_config_key_is_an_error_naming_it(tmp_path):
     cmd = [sys.executable, "-m", "avssl", "pretrain", "-c", str(TINY), "train.epoch=3", f"out={tmp_path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
