@@ -43,6 +43,8 @@ def test_open_dataset_picks_the_dataset_of_the_source(shards, synthetic_corpus):
     assert (training.shuffle, training.fixed_length) == (True, True)
     assert packed.classes == files.classes and packed.num_videos == files.num_videos == 8
     assert [packed.video_of(i) for i in range(len(files))] == [files.video_of(i) for i in range(len(files))]
+    with pytest.raises(ValueError, match="crops=3 are evaluation views"):
+        open_dataset(shards["val"], crops=3)  # train=True by default
 
 
 def test_embedding_shards_gives_the_rows_of_the_files(shards, synthetic_corpus, model):
