@@ -14,7 +14,7 @@ from importlib import import_module
 
 COMMANDS: tuple[str, ...] = (
     "pretrain", "finetune", "embed", "retrieve", "evaluate", "demo", "configs", "prepare", "import_weights", "probe",
-    "shard", "export",
+    "shard", "export", "select",
 )
 
 
