@@ -109,10 +109,11 @@ class AVModel(SavesPretrained, nn.Module):
         norm, proj = getattr(self, f"{modality}_proj_norm"), getattr(self, f"{modality}_proj")
         return F.normalize(proj(norm(pooled)).float(), dim=-1)
 
-    def _embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """A whole (unmasked) input of one modality -> (B, proj_dim) L2-normalised embeddings."""
+    def _embed(self, x: torch.Tensor, modality: str, normalized: bool = False) -> torch.Tensor:
+        """A whole (unmasked) input of one modality -> (B, proj_dim) L2-normalised embeddings
+        (`normalized`: x is the encoder's `normalize_input` output already)."""
         encoder = self.video_encoder if modality == "video" else self.audio_encoder
-        tokens = encoder.forward_tokens(x, joint_blocks=self.joint_blocks)
+        tokens = encoder.forward_tokens(x, joint_blocks=self.joint_blocks, normalized=normalized)
         return self.project(encoder.pool(tokens, encoder.grid_of(x), self.config.time_bins), modality)
 
     # ---- public API -----------------------------------------------------------------------------
@@ -133,8 +134,8 @@ class AVModel(SavesPretrained, nn.Module):
         video_grid = self.video_encoder.grid_of(video)
         audio_grid = self.audio_encoder.grid_of(audio)
         video_mask, audio_mask = self._mask(video.shape[0], video_grid, audio_grid, video.device, generator)
-        video_tokens = self.video_encoder.forward_blocks(video, video_mask.ids_keep)
-        audio_tokens = self.audio_encoder.forward_blocks(audio, audio_mask.ids_keep)
+        video_tokens = self.video_encoder.forward_blocks(video, video_mask.ids_keep, normalized=True)
+        audio_tokens = self.audio_encoder.forward_blocks(audio, audio_mask.ids_keep, normalized=True)
 
         valid = None if has_audio is None else has_audio.bool()
         num_audio = audio_tokens.shape[1]
@@ -149,7 +150,7 @@ class AVModel(SavesPretrained, nn.Module):
                               weights=valid)
 
         if cfg.contrastive_view == "full":
-            video_emb, audio_emb = self._embed(video, "video"), self._embed(audio, "audio")
+            video_emb, audio_emb = self._embed(video, "video", True), self._embed(audio, "audio", True)
         else:
             video_emb = self.project(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
             audio_emb = self.project(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")

@@ -64,15 +64,21 @@ class _Encoder(nn.Module, abc.ABC):
         both a clip and a spectrogram). Idempotent, so MAE targets can be taken from its output."""
         return x - x.mean(dim=1, keepdim=True) if self.input_norm == "clip" else x
 
-    def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Input -> (B, N or K, D) tokens with positions and modality added, only `ids_keep` (B, K) if given."""
-        x = self.normalize_input(x)
+    def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None, *, normalized: bool = False
+              ) -> torch.Tensor:
+        """Input -> (B, N or K, D) tokens with positions and modality added, only `ids_keep` (B, K) if given.
+        `normalized`: x is `normalize_input`'s output already (AVModel.forward normalises once for the
+        encoder and the MAE targets), so it is not normalised again."""
+        if not normalized:
+            x = self.normalize_input(x)
         tokens = self.patch_embed(x) + self.pos_embed(self.grid_of(x)).to(x.dtype) + self.modality_embed
         return tokens if ids_keep is None else gather_tokens(tokens, ids_keep)
 
-    def forward_blocks(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None, *,
+                       normalized: bool = False) -> torch.Tensor:
         """Tokens after the modality-specific blocks, before any joint block or final norm: (B, K, D)."""
-        return run_blocks(self.blocks, self.embed(x, ids_keep), grad_checkpointing=self.grad_checkpointing)
+        return run_blocks(self.blocks, self.embed(x, ids_keep, normalized=normalized),
+                          grad_checkpointing=self.grad_checkpointing)
 
     def forward_joint(self, tokens: torch.Tensor, joint_blocks: Sequence[JointBlock] = ()) -> torch.Tensor:
         """Output of `forward_blocks` through shared `joint_blocks` (this stream's norms), then `norm`."""
@@ -80,9 +86,9 @@ class _Encoder(nn.Module, abc.ABC):
         return self.norm(tokens)
 
     def forward_tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None,
-                       joint_blocks: Sequence[JointBlock] = ()) -> torch.Tensor:
+                       joint_blocks: Sequence[JointBlock] = (), *, normalized: bool = False) -> torch.Tensor:
         """Final token features (B, N or K, D)."""
-        return self.forward_joint(self.forward_blocks(x, ids_keep), joint_blocks)
+        return self.forward_joint(self.forward_blocks(x, ids_keep, normalized=normalized), joint_blocks)
 
     def forward(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None,
                 joint_blocks: Sequence[JointBlock] = ()) -> torch.Tensor:
