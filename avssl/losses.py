@@ -60,7 +60,8 @@ def info_nce(video_emb: torch.Tensor, audio_emb: torch.Tensor, temperature: floa
     return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, 1.0 / temperature)
 
 
-def _all_gather(x: torch.Tensor) -> torch.Tensor:
+def all_gather(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) on each rank -> (world * B, ...) in rank order, without gradients."""
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
@@ -73,7 +74,7 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
         ctx.rows = x.shape[0]
-        return _all_gather(x)
+        return all_gather(x)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,8 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x)
 
 
-def _distributed() -> bool:
+def distributed() -> bool:
+    """True under torch.distributed with more than one process: when losses gather over ranks."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -101,6 +103,8 @@ class ContrastiveLoss(nn.Module):
     `local_loss` + `gather_with_grad`, which its maintainers found the one that scales). Averaging the
     ranks' gradients, as DDP does, then gives exactly the gradient of the single-process loss on the
     concatenated batch. In eval mode the loss stays local, because evaluation may run on one rank.
+    It takes L2-normalised embeddings (`unit_inputs`, read by the model as for the other alignment
+    objectives of `avssl.objectives`).
 
     temperature: initial (or fixed) softmax temperature. learnable: train it as a log-parameterised
     `logit_scale` = log(1 / temperature), clamped to temperatures in [min_temperature, 1] as in CLIP.
@@ -109,6 +113,8 @@ class ContrastiveLoss(nn.Module):
     above) or "local" (each rank's own clips only: CAV-MAE computes its loss inside each DataParallel
     replica, so its negatives are one GPU's share of the batch).
     """
+
+    unit_inputs = True
 
     def __init__(self, temperature: float = 0.05, learnable: bool = False, min_temperature: float = 0.01,
                  directions: str = "symmetric", gather: str = "global") -> None:
@@ -134,6 +140,10 @@ class ContrastiveLoss(nn.Module):
         """The current temperature (after clamping)."""
         return 1.0 / float(self._scale().detach().exp())
 
+    def chance_level(self, batch: int) -> float | None:
+        """ln(batch): the loss when the scores carry no information (every candidate equally likely)."""
+        return math.log(max(batch, 1))
+
     def _scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(0.0, self.max_logit_scale)
 
@@ -142,12 +152,12 @@ class ContrastiveLoss(nn.Module):
         """video_emb, audio_emb: (B, D) L2-normalised pairs; valid: (B,) bool, False = no audio."""
         scale = self._scale().exp()
         valid = None if valid is None else valid.bool()
-        if not (self.training and _distributed()) or self.gather == "local":
+        if not (self.training and distributed()) or self.gather == "local":
             return _symmetric_nce(video_emb, audio_emb, video_emb, audio_emb, 0, valid, valid, scale,
                                   self.directions)
         if valid is None:
             valid = torch.ones(video_emb.shape[0], dtype=torch.bool, device=video_emb.device)
-        valid_all = _all_gather(valid.to(torch.uint8)).bool()
+        valid_all = all_gather(valid.to(torch.uint8)).bool()
         offset = dist.get_rank() * video_emb.shape[0]
         return _symmetric_nce(video_emb, audio_emb, gather_with_grad(video_emb), gather_with_grad(audio_emb),
                               offset, valid, valid_all, scale, self.directions)
