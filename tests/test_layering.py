@@ -4,7 +4,7 @@ From the bottom up (a module may import its own layer and the ones below it, nev
 
     core        avssl (lazy re-exports by name only), avssl.config, avssl.files
     data        avssl.data          probing, decoding, transforms, datasets, shards, corpora
-    objectives  avssl.losses, avssl.masking
+    objectives  avssl.losses, avssl.objectives, avssl.masking
     models      avssl.models        the networks, their configs, the saved-weights format
     train       avssl.train         the generic loop: trainer, optimizer groups, checkpoints, ...
     tasks       avssl.tasks         embed, retrieve, evaluate, linear probe, metrics, report
@@ -37,7 +37,7 @@ PACKAGE = Path(avssl.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("avssl", "avssl.config", "avssl.files")),
     ("data", ("avssl.data",)),
-    ("objectives", ("avssl.losses", "avssl.masking")),
+    ("objectives", ("avssl.losses", "avssl.objectives", "avssl.masking")),
     ("models", ("avssl.models",)),
     ("train", ("avssl.train",)),
     ("tasks", ("avssl.tasks",)),

@@ -1,0 +1,210 @@
+"""The alignment objectives (avssl.objectives): each loss against a value worked out by hand on a tiny
+input, each against collapse on a toy problem (with an invariance-only loss as the control that does
+collapse, so the check can fail), and the gathered losses under two gloo processes against one process."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+
+from avssl.losses import ContrastiveLoss
+from avssl.models.config import ModelConfig
+from avssl.objectives import BarlowTwinsLoss, SwAVLoss, VICRegLoss, make_alignment, sinkhorn
+from avssl.train.collapse import alignment, mean_pairwise_cosine
+
+
+# ---- hand-computed values ---------------------------------------------------------------------------
+
+def test_barlow_twins_by_hand():
+    # columns of `video` are already standardised (mean 0, biased std 1) and orthogonal; `audio`'s second
+    # column copies video's first: C = [[1, 1], [0, 0]], so (1 - 1)^2 + (1 - 0)^2 + lambda * (1^2 + 0^2)
+    video = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    audio = torch.tensor([[1.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [-1.0, -1.0]])
+    assert BarlowTwinsLoss()(video, audio).item() == pytest.approx(1.005, abs=1e-4)
+    assert BarlowTwinsLoss()(video, video).item() == pytest.approx(0.0, abs=1e-4)  # C = I
+    assert BarlowTwinsLoss()(video * 3 + 2, -video).item() == pytest.approx(8.0, abs=1e-3)  # C = -I: 2 * 2^2
+
+
+def test_vicreg_by_hand():
+    # video = [[1, 1], [-1, -1]], audio = 0: invariance mean(video^2) = 1; variance: video's columns have
+    # unbiased var 2 (std 1.414, no penalty), audio's 0 (std sqrt(1e-4) = 0.01, penalty 0.99 each):
+    # (0 + 0.99) / 2 = 0.495; covariance: video's off-diagonal 2, twice, squared, / D = 8 / 2 = 4
+    video = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+    audio = torch.zeros(2, 2)
+    assert VICRegLoss()(video, audio).item() == pytest.approx(25 * 1 + 25 * 0.495 + 1 * 4, abs=1e-4)
+
+
+def _swav_with_axes() -> SwAVLoss:
+    loss = SwAVLoss(dim=2, num_prototypes=2)
+    loss.prototypes.weight.data = torch.eye(2)
+    return loss
+
+
+def test_swav_by_hand():
+    # prototypes e1, e2; clip 0 is e1 in both towers, clip 1 e2. Scores = I: Sinkhorn's codes are
+    # [[1 - d, d], [d, 1 - d]] with d = 1 / (1 + e^20) (exp(1 / 0.05) against exp(0)); each tower predicts
+    # softmax([10, 0]) (scores / 0.1), so each row costs ln(1 + e^-10) + 10 d
+    axes = torch.eye(2)
+    d = 1 / (1 + math.exp(20))
+    matched = math.log1p(math.exp(-10)) + 10 * d
+    assert _swav_with_axes()(axes, axes).item() == pytest.approx(matched, abs=1e-6)  # float32 log-softmax
+    # swapped pairs: each tower must predict the other prototype: ln(1 + e^-10) + 10 (1 - d)
+    assert _swav_with_axes()(axes, axes.flip(0)).item() == pytest.approx(math.log1p(math.exp(-10)) + 10 * (1 - d),
+                                                                         rel=1e-4)
+
+
+def test_sinkhorn_balances_prototypes():
+    scores = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.1], [0.7, 0.3, 0.2], [0.9, 0.0, 0.3]])
+    codes = sinkhorn(scores, iterations=50)
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(4))
+    torch.testing.assert_close(codes.sum(dim=0), torch.full((3,), 4 / 3), rtol=1e-3, atol=1e-3)
+    # every clip prefers prototype 0, yet the codes must share the clips among all three
+    assert int((codes.argmax(dim=1) != 0).sum()) >= 1
+
+
+def test_rows_left_out_do_not_count():
+    gen = torch.Generator().manual_seed(0)
+    video, audio = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    valid = torch.tensor([True, True, False, True, True, False])
+    for loss_fn in (BarlowTwinsLoss(), VICRegLoss(), SwAVLoss(dim=4, num_prototypes=5)):
+        expected = loss_fn(video[valid], audio[valid])
+        garbage = audio.clone()
+        garbage[~valid] = 100.0
+        torch.testing.assert_close(loss_fn(video, garbage, valid), expected)
+        zero = loss_fn(video, audio, torch.zeros(6, dtype=torch.bool))
+        assert zero.item() == 0.0
+
+
+def test_make_alignment_follows_the_config():
+    assert isinstance(make_alignment(ModelConfig()), ContrastiveLoss)
+    swav = make_alignment(ModelConfig(alignment="swav", swav_prototypes=7, proj_dim=16))
+    assert swav.prototypes.weight.shape == (7, 16) and swav.unit_inputs
+    assert not make_alignment(ModelConfig(alignment="barlow")).unit_inputs
+    assert ContrastiveLoss().chance_level(8) == pytest.approx(math.log(8))
+    assert swav.chance_level(8) == pytest.approx(math.log(7))
+    assert make_alignment(ModelConfig(alignment="vicreg")).chance_level(8) is None
+
+
+# ---- collapse on a toy problem ----------------------------------------------------------------------
+
+class _InvarianceOnly(nn.Module):
+    """Mean squared distance of the pairs and nothing else: the trivial solution (one point) is optimal."""
+
+    unit_inputs = False
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return F.mse_loss(video, audio)
+
+
+def _toy_run(loss_fn: nn.Module, steps: int = 300, seed: int = 0) -> dict[str, float]:
+    """Two small MLP towers on two noisy views (one linearly mixed) of 8-cluster data, trained with
+    `loss_fn`; the held-out embeddings' spread and pair alignment before and after."""
+    gen = torch.Generator().manual_seed(seed)
+    centres, mixing = torch.randn(8, 16, generator=gen) * 2, torch.randn(16, 16, generator=gen) / 4
+
+    def views(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = centres[torch.randint(0, 8, (n,), generator=gen)]
+        return (x + 0.5 * torch.randn(n, 16, generator=gen),
+                x @ mixing + 0.5 * torch.randn(n, 16, generator=gen))
+
+    torch.manual_seed(seed)
+    towers = nn.ModuleList(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16)) for _ in range(2))
+    params = list(towers.parameters()) + list(loss_fn.parameters())
+    optimiser = torch.optim.Adam(params, lr=3e-3)
+    test_video, test_audio = views(128)
+
+    def measure() -> dict[str, float]:
+        with torch.no_grad():
+            v, a = towers[0](test_video), towers[1](test_audio)
+        return {"cos": max(mean_pairwise_cosine(v), mean_pairwise_cosine(a)),
+                "std": float(torch.stack([v.std(dim=0), a.std(dim=0)]).mean()), "alignment": alignment(v, a)}
+
+    before = measure()
+    for _ in range(steps):
+        video, audio = views(64)
+        v, a = towers[0](video), towers[1](audio)
+        if loss_fn.unit_inputs:
+            v, a = F.normalize(v, dim=-1), F.normalize(a, dim=-1)
+        optimiser.zero_grad()
+        loss_fn(v, a).backward()
+        optimiser.step()
+    after = measure()
+    return {"alignment_before": before["alignment"], "std_before": before["std"], **after}
+
+
+def _collapsed(run: dict[str, float]) -> bool:
+    """All embeddings bunched (mean pairwise cosine over 0.9) or shrunk to under a third of their spread."""
+    return run["cos"] > 0.9 or run["std"] < run["std_before"] / 3
+
+
+@pytest.mark.parametrize("make_loss", [BarlowTwinsLoss, VICRegLoss, lambda: SwAVLoss(dim=16, num_prototypes=16),
+                                       lambda: ContrastiveLoss(temperature=0.1)],
+                         ids=["barlow", "vicreg", "swav", "infonce"])
+def test_each_objective_resists_collapse_and_aligns(make_loss):
+    run = _toy_run(make_loss())
+    assert not _collapsed(run), run
+    assert run["alignment"] < 0.7 * run["alignment_before"], run
+
+
+def test_the_toy_problem_detects_collapse():
+    # the control: without a term against collapse, the towers shrink to (nearly) one point
+    assert _collapsed(_toy_run(_InvarianceOnly()))
+
+
+# ---- two-process gloo check of the gathered losses ------------------------------------------------
+
+WORLD, LOCAL = 2, 5
+KINDS = {"barlow": BarlowTwinsLoss, "vicreg": VICRegLoss, "swav": lambda: SwAVLoss(dim=6, num_prototypes=4)}
+
+
+def _global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    video, audio = torch.randn(WORLD * LOCAL, 6, generator=gen), torch.randn(WORLD * LOCAL, 6, generator=gen)
+    valid = torch.ones(WORLD * LOCAL, dtype=torch.bool)
+    valid[[2, 7]] = False  # one clip without audio on each rank
+    return video, audio, valid
+
+
+def _loss_and_grads(kind: str, rows: slice) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # the same prototypes in every process
+    loss_fn = KINDS[kind]().train()
+    video, audio, valid = _global_batch()
+    video, audio = video[rows].clone().requires_grad_(True), audio[rows].clone().requires_grad_(True)
+    loss = loss_fn(video, audio, valid[rows])
+    loss.backward()
+    grads = {"loss": loss.detach(), "video": video.grad, "audio": audio.grad}
+    grads.update({name: p.grad for name, p in loss_fn.named_parameters()})
+    return grads
+
+
+def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
+    results = {kind: _loss_and_grads(kind, slice(rank * LOCAL, (rank + 1) * LOCAL)) for kind in KINDS}
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip gloo's teardown, which can abort at interpreter exit
+
+
+def test_gathered_losses_match_one_process(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for kind in KINDS:
+        single = _loss_and_grads(kind, slice(None))
+        losses = torch.stack([r[kind]["loss"] for r in ranks])
+        # Barlow and VICReg: every rank computes the global loss; SwAV: each its rows' share (their mean)
+        assert losses.mean().item() == pytest.approx(single["loss"].item(), rel=1e-5), kind
+        for tower in ("video", "audio"):  # DDP averages over ranks: a rank's gradient / WORLD is the global one
+            torch.testing.assert_close(torch.cat([r[kind][tower] for r in ranks]) / WORLD, single[tower])
+        if kind == "swav":
+            grad = torch.stack([r[kind]["prototypes.weight"] for r in ranks]).mean(dim=0)
+            torch.testing.assert_close(grad, single["prototypes.weight"])
