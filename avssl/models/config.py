@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from avssl.config import Check, Range, above, at_least, closest, key_hint
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
+from avssl.objectives import ALIGNMENTS
 
 _CHOICES = {
     "pos_embed": ("sincos", "learned"),
@@ -25,6 +26,7 @@ _CHOICES = {
     "contrastive_view": ("masked", "full"),
     "contrastive_directions": ("symmetric", "video_to_audio"),
     "contrastive_gather": ("global", "local"),
+    "alignment": ALIGNMENTS,
 }
 
 
@@ -101,9 +103,21 @@ class ModelConfig:
     # over the whole clip ("full"), which sees every token: a small object is never masked out
     contrastive_view: Literal["masked", "full"] = "masked"
     mae_weight: float = 1.0  # CAV-MAE's mae_loss_weight: multiplies both reconstruction terms
+    # the cross-modal alignment term (avssl.objectives): "infonce" (CAV-MAE's), or without negatives
+    # "barlow" (Barlow Twins), "vicreg" (VICReg), "swav" (SwAV's swapped prototype codes, with
+    # swav_prototypes prototypes); contrastive_weight multiplies whichever it is (its loss is logged as
+    # loss_contrastive); temperature and learnable_temperature are InfoNCE's
+    alignment: Literal["infonce", "barlow", "vicreg", "swav"] = "infonce"
+    swav_prototypes: int = 3000
     contrastive_weight: float = 0.1
     temperature: float = 0.05
     learnable_temperature: bool = False
+    # audio-visual synchronisation pretext task, off at 0: each clip's sound is also decoded shifted by
+    # one of sync_offsets evenly spaced offsets in [-sync_max_shift, sync_max_shift] seconds (0 among
+    # them: in sync), and a head on the joint tokens classifies the offset; sync_weight multiplies its loss
+    sync_weight: float = 0.0
+    sync_offsets: int = 9
+    sync_max_shift: float = 0.8
     # preprocessing the weights expect
     clip_duration: float = 2.0
     audio_rate: int = 16000
@@ -133,7 +147,8 @@ class ModelConfig:
         "audio_patch": at_least(1), "decoder_dim": at_least(1), "decoder_depth": at_least(0),
         "decoder_heads": at_least(1), "proj_dim": at_least(1), "time_bins": at_least(0),
         "video_mask_ratio": FRACTION, "audio_mask_ratio": FRACTION, "mae_weight": at_least(0.0),
-        "contrastive_weight": at_least(0.0), "temperature": above(0.0), "clip_duration": above(0.0),
+        "contrastive_weight": at_least(0.0), "swav_prototypes": at_least(2), "sync_weight": at_least(0.0),
+        "sync_offsets": at_least(3), "sync_max_shift": above(0.0), "temperature": above(0.0), "clip_duration": above(0.0),
         "audio_rate": at_least(1), "image_mean": ANY_NUMBER,  # type: ignore[dict-item]
         "image_std": above(0.0), "fbank_mean": ANY_NUMBER,
         "fbank_std": above(0.0), "audio_channel": _ChannelIndex(),  # type: ignore[dict-item]
@@ -168,6 +183,7 @@ class ModelConfig:
             (self.num_mel_bins % self.audio_patch == 0, "num_mel_bins must be a multiple of audio_patch"),
             (self.time_bins == 0 or self.contrastive_view == "full",
              "time_bins > 0 needs contrastive_view='full' (time stretches of the whole clip)"),
+            (self.sync_offsets % 2 == 1, "sync_offsets must be odd, so that offset 0 (in sync) is one of them"),
         ]
         for ok, message in checks:
             if not ok:
