@@ -1,0 +1,155 @@
+"""Pseudo-labels: which unlabeled clips a teacher's predictions label, with what targets, and how good
+they look (Lee 2013; Xie et al., "Self-training with Noisy Student", CVPR 2020).
+
+`choose_pseudo_labels(probs, cfg)` keeps the clips the teacher is confident about (a threshold, and /
+or the top-k most confident of each predicted class, which keeps the classes balanced) and gives each
+a target: hard (one-hot, or multi-hot of the classes above 0.5) or soft (the probabilities).
+`pseudo_label_stats` summarises a round: clips kept, per-class counts, a confidence histogram, and
+agreement with the true labels where a labels file says them. `PseudoLabelled` serves the labelled
+clips and the pseudo-labelled ones as one training set with float targets.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from avssl.config import Check, OneOf, Range, at_least
+from avssl.data.datasets import ClipDataset
+from avssl.data.manifest import read_source
+
+HISTOGRAM_BINS = 10  # confidence histogram: equal bins over [0, 1]
+
+
+@dataclass
+class PseudoLabelConfig:
+    """The `pseudo_label:` section of `avssl finetune` (used when `data.unlabeled` is set): rounds of
+    teacher -> pseudo labels -> noisier student, each student the next round's teacher."""
+
+    rounds: int = 1  # students trained one after the other (round 0's teacher is the plain fine-tune)
+    threshold: float = 0.5  # keep clips whose confidence (top probability) is at least this; 0 keeps all
+    top_k: int = 0  # besides the threshold: at most the k most confident clips per predicted class; 0: no cap
+    labels: Literal["hard", "soft"] = "hard"  # one-hot / multi-hot targets, or the teacher's probabilities
+    # the student's noise on top of the recipe's: mixup, drop-path, harder crops and SpecAugment
+    mixup: float = 0.5
+    drop_path: float = 0.1
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    freq_mask: int = 48
+    time_mask: float = 0.3
+    truth: str = ""  # optional manifest with the unlabeled clips' true labels: agreement is measured, never used
+
+    RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
+        "rounds": at_least(1), "threshold": Range(0.0, 1.0), "top_k": at_least(0), "labels": OneOf(("hard", "soft")),
+        "mixup": at_least(0.0), "drop_path": Range(0.0, 1.0, high_open=True), "freq_mask": at_least(0),
+        "time_mask": Range(0.0, 1.0),
+    }
+
+
+@dataclass
+class PseudoLabels:
+    """The clips a teacher labelled: their files and targets (K, C), and every pool clip's facts."""
+
+    paths: list[str]  # the kept clips' files
+    targets: torch.Tensor  # (K, C) float: hard 0/1 or the teacher's probabilities
+    kept: torch.Tensor  # (N,) bool over the pool
+    confidence: torch.Tensor  # (N,) the teacher's confidence of each pool clip
+    hard: torch.Tensor  # (N, C) 0/1: the predicted class (multi-label: classes above 0.5)
+
+
+def choose_pseudo_labels(probs: torch.Tensor, paths: list[str], cfg: PseudoLabelConfig,
+                         multi_label: bool = False) -> PseudoLabels:
+    """Pseudo labels from a teacher's probabilities (N, C) of the pool clips `paths`. Confidence: the
+    top probability (multi-label: of the most probable class). A clip is kept when its confidence
+    reaches `cfg.threshold` and, with `cfg.top_k`, it is among the k most confident kept clips of its
+    predicted class (multi-label: of any class it is predicted to hold)."""
+    probs = probs.float()
+    confidence, top = probs.max(dim=1)
+    hard = (probs > 0.5).float() if multi_label else F.one_hot(top, probs.shape[1]).float()
+    kept = confidence >= cfg.threshold
+    if cfg.top_k:
+        capped = torch.zeros_like(kept)
+        for c in range(probs.shape[1]):
+            members = (kept & (hard[:, c] > 0)).nonzero().flatten()
+            order = torch.sort(probs[members, c], descending=True, stable=True).indices[:cfg.top_k]
+            capped[members[order]] = True
+        kept = capped
+    rows = kept.nonzero().flatten()
+    targets = probs[rows] if cfg.labels == "soft" else hard[rows]
+    return PseudoLabels([paths[k] for k in rows.tolist()], targets, kept, confidence, hard)
+
+
+def true_targets(truth: str, paths: list[str], classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) 0/1 true labels of `paths` from the manifest `truth`, and (N,) bool: which paths it
+    labels (classes it names that the classifier does not know count as none)."""
+    index = {c: i for i, c in enumerate(classes)}
+    by_path = {os.path.abspath(e.path): e.labels or ((e.label,) if e.label else ()) for e in read_source(truth)}
+    target = torch.zeros(len(paths), len(classes))
+    known = torch.zeros(len(paths), dtype=torch.bool)
+    for row, path in enumerate(paths):
+        names = by_path.get(os.path.abspath(path))
+        if names:
+            known[row] = True
+            target[row, [index[n] for n in names if n in index]] = 1.0
+    return target, known
+
+
+def pseudo_label_stats(labels: PseudoLabels, classes: list[str], truth: tuple[torch.Tensor, torch.Tensor] | None
+                       = None) -> dict[str, float]:
+    """One round's numbers: clips kept (count, fraction, mean confidence), `count/<class>` of kept
+    clips per class, `confidence_hist/<lo>-<hi>` (fraction of pool clips per confidence bin) and,
+    with `truth` (`true_targets`), `agreement_kept` / `agreement_all`: percent of labelled clips
+    whose hard pseudo label equals the truth (all classes, for multi-label), kept and all."""
+    kept = labels.kept
+    stats = {"pool": float(len(kept)), "kept": float(kept.sum()), "kept_fraction": float(kept.float().mean()),
+             "mean_confidence_kept": float(labels.confidence[kept].mean()) if kept.any() else float("nan")}
+    counts = labels.hard[kept].sum(dim=0)
+    stats.update({f"count/{name}": float(n) for name, n in zip(classes, counts)})
+    hist = torch.histc(labels.confidence, bins=HISTOGRAM_BINS, min=0.0, max=1.0) / max(len(kept), 1)
+    stats.update({f"confidence_hist/{k / HISTOGRAM_BINS:.1f}-{(k + 1) / HISTOGRAM_BINS:.1f}": float(v)
+                  for k, v in enumerate(hist)})
+    if truth is not None:
+        target, known = truth
+        agree = (labels.hard == target).all(dim=1)
+        for name, rows in (("agreement_kept", known & kept), ("agreement_all", known)):
+            stats[name] = float(agree[rows].float().mean() * 100) if rows.any() else float("nan")
+    return stats
+
+
+class PseudoLabelled(Dataset):
+    """The labelled training clips followed by the pseudo-labelled ones, as one map-style dataset whose
+    every `label` is a float (C,) target (a labelled clip's one-hot or multi-hot; a pseudo-labelled
+    clip's target, looked up by its file). Sizes, classes and epochs are the labelled set's."""
+
+    def __init__(self, labelled: ClipDataset, unlabeled: ClipDataset, labels: PseudoLabels) -> None:
+        self.labelled, self.unlabeled = labelled, unlabeled
+        self.classes, self.multi_label = labelled.classes, labelled.multi_label
+        self.rejected = labelled.rejected + unlabeled.rejected
+        self.silent_videos = labelled.silent_videos + unlabeled.silent_videos
+        self.num_videos = labelled.num_videos + unlabeled.num_videos
+        self._targets = {os.path.abspath(p): t for p, t in zip(labels.paths, labels.targets)}
+
+    def augmentations(self) -> str:
+        """The random augmentations of the clips (both parts share them)."""
+        return self.labelled.augmentations()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of both parts."""
+        self.labelled.set_epoch(epoch)
+        self.unlabeled.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.labelled) + len(self.unlabeled)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < len(self.labelled):
+            item = self.labelled[index]
+            label = item["label"]
+            item["label"] = label if self.multi_label else F.one_hot(label, len(self.classes)).float()
+            return item
+        item = self.unlabeled[index - len(self.labelled)]
+        item["label"] = self._targets[os.path.abspath(item["path"])]
+        return item

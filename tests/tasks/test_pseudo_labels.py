@@ -1,0 +1,93 @@
+"""Pseudo-labels: choosing them (threshold, class-balanced top-k, hard / soft, multi-label), their
+statistics against a truth file, and `avssl finetune data.unlabeled=...` end to end (a teacher, one
+noisy student, the report) on the synthetic corpus with the tiny model."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from avssl.cli import main
+from avssl.recipes.finetune import soft_targets
+from avssl.tasks.pseudo_labels import PseudoLabelConfig, choose_pseudo_labels, pseudo_label_stats, true_targets
+from avssl.train.observe import read_metrics
+
+PROBS = torch.tensor([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.7, 0.2, 0.1], [0.2, 0.75, 0.05], [0.4, 0.3, 0.3]])
+PATHS = [f"/pool/{k}.mp4" for k in range(5)]
+
+
+def test_threshold_and_class_balanced_top_k() -> None:
+    labels = choose_pseudo_labels(PROBS, PATHS, PseudoLabelConfig(threshold=0.55))
+    assert labels.paths == PATHS[:4] and labels.targets.tolist()[3] == [0.0, 1.0, 0.0]
+    capped = choose_pseudo_labels(PROBS, PATHS, PseudoLabelConfig(threshold=0.0, top_k=1))
+    assert capped.paths == ["/pool/0.mp4", "/pool/3.mp4"]  # the most confident of each predicted class
+    soft = choose_pseudo_labels(PROBS, PATHS, PseudoLabelConfig(threshold=0.65, labels="soft"))
+    assert soft.paths == ["/pool/0.mp4", "/pool/2.mp4", "/pool/3.mp4"]
+    assert torch.equal(soft.targets, PROBS[[0, 2, 3]])
+
+
+def test_multi_label_pseudo_labels_use_sigmoid_confidences() -> None:
+    probs = torch.tensor([[0.9, 0.8], [0.3, 0.45], [0.2, 0.97]])
+    labels = choose_pseudo_labels(probs, PATHS[:3], PseudoLabelConfig(threshold=0.5), multi_label=True)
+    assert labels.paths == ["/pool/0.mp4", "/pool/2.mp4"]
+    assert labels.targets.tolist() == [[1.0, 1.0], [0.0, 1.0]]
+    # soft multi-label targets go through the smoothing, linear in y: 0/1 targets as before
+    smoothed = soft_targets(torch.tensor([[1.0, 0.0, 0.5]]), 3, 0.3, multi_label=True)
+    assert smoothed.tolist()[0] == pytest.approx([0.7, 0.1, 0.4])
+    assert soft_targets(torch.tensor([[0.5, 0.5]]), 2, 0.2, multi_label=False).tolist()[0] == pytest.approx([0.5, 0.5])
+
+
+def test_statistics_count_classes_bin_confidences_and_measure_agreement(tmp_path) -> None:
+    truth_csv = tmp_path / "truth.csv"
+    truth_csv.write_text("path,label\n/pool/0.mp4,a\n/pool/1.mp4,b\n/pool/2.mp4,a\n/pool/3.mp4,b\n")
+    labels = choose_pseudo_labels(PROBS, PATHS, PseudoLabelConfig(threshold=0.55))
+    truth = true_targets(str(truth_csv), PATHS, ["a", "b", "c"])
+    assert truth[1].tolist() == [True, True, True, True, False]
+    stats = pseudo_label_stats(labels, ["a", "b", "c"], truth)
+    assert (stats["kept"], stats["count/a"], stats["count/b"], stats["count/c"]) == (4, 3, 1, 0)
+    assert stats["agreement_kept"] == 75.0 and stats["agreement_all"] == 75.0  # clip 1 is b, predicted a
+    hist = {k: v for k, v in stats.items() if k.startswith("confidence_hist/")}
+    assert len(hist) == 10 and sum(hist.values()) == pytest.approx(1.0)
+    assert hist["confidence_hist/0.9-1.0"] == pytest.approx(0.2)
+
+
+def _manifest(path: Path, rows: list[dict[str, str]], root: Path, label: bool = True) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"] if label else ["path"])
+        for row in rows:
+            writer.writerow([str(root / row["path"])] + ([row["label"]] if label else []))
+    return path
+
+
+@pytest.mark.slow
+def test_finetune_with_unlabeled_clips_runs_a_teacher_and_a_noisy_student(synthetic_corpus, tmp_path) -> None:
+    with (synthetic_corpus / "train.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_class.setdefault(row["label"], []).append(row)
+    labelled = [r for group in by_class.values() for r in group[:2]]
+    unlabeled = [r for r in rows if r not in labelled]
+    train = _manifest(tmp_path / "labelled.csv", labelled, synthetic_corpus)
+    pool = _manifest(tmp_path / "unlabeled.csv", unlabeled, synthetic_corpus, label=False)
+    out = tmp_path / "pl"
+    code = main(["finetune", "-c", "tiny", f"data.train={train}", f"data.val={synthetic_corpus / 'val.csv'}",
+                 f"data.unlabeled={pool}", f"pseudo_label.truth={synthetic_corpus / 'train.csv'}",
+                 "pseudo_label.threshold=0.0", "pseudo_label.labels=soft", "train.epochs=1", "train.device=cpu",
+                 "data.eval_clips=1", "data.eval_crops=1", "data.num_workers=0", "train.loggers=[]", f"out={out}"])
+    assert code == 0
+    rounds = read_metrics(out, "pseudo_label")
+    assert [r["step"] for r in rounds] == [1, 2]
+    first = rounds[0]
+    assert first["pool"] == first["kept"] == 16 and sum(first[f"count/{c}"] for c in by_class) == 16
+    assert 0.0 <= first["agreement_kept"] <= 100.0 and "teacher_top1" in rounds[1]
+    assert len((out / "pseudo_labels" / "round1.csv").read_text().splitlines()) == 17
+    student = read_metrics(out / "round1", "train")
+    assert student and (out / "round1" / "eval" / "metrics.json").is_file()
+    assert "drop_path: 0.1" in (out / "round1" / "config.yaml").read_text()
+    assert "mixup: 0.5" in (out / "round1" / "config.yaml").read_text()
+    page = (out / "report.html").read_text()
+    assert "Pseudo-labelled clips per class" in page and "circle_low" in page and "<svg" in page
