@@ -34,6 +34,7 @@ from avssl.models.factory import load_backbone
 from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
+from avssl.tasks.pseudo_labels import PseudoLabelConfig, PseudoLabelled, PseudoLabels
 from avssl.tasks.video_eval import EvalReport, evaluate_classifier, multi_view_dataset, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
@@ -55,6 +56,7 @@ class FinetuneDataConfig(DataConfig):
 
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # fine-tuning keeps SpecAugment on by default
     test: str = ""  # scored once at the end with eval_clips x eval_crops; empty: the validation set
+    unlabeled: str = ""  # unlabeled clips for pseudo-labelling (the pseudo_label: section); empty: none
     eval_clips: int = 4  # windows per video, evenly spaced ("constant" sampler)
     eval_crops: int = 3  # square crops along the long side of each window (audio mode: always 1)
 
@@ -91,6 +93,7 @@ class FinetuneConfig:
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, betas=(0.9, 0.999)))
     head: HeadConfig = field(default_factory=HeadConfig)
+    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)  # read when data.unlabeled is set
 
     RANGES: ClassVar[dict[str, Check]] = {"out": NON_EMPTY, "seed": SEED, "init": NON_EMPTY}
 
@@ -117,14 +120,18 @@ def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float, multi
     """(B, C) float targets: one-hot (or multi-hot) with label smoothing. Single-label puts
     `smoothing / C` on every class. Multi-label, `multi_label_style` "cavmae" (CAV-MAE's and AST's
     dataloader): a positive gets 1 - s, a negative s / C (0.0002 for s = 0.1 on AudioSet's 527
-    classes); "binary": each class smoothed as its own two-way choice, y * (1 - s) + s / 2."""
+    classes); "binary": each class smoothed as its own two-way choice, y * (1 - s) + s / 2.
+    Float (B, C) single-label `labels` are class probabilities (soft pseudo labels), smoothed as
+    one-hot ones; soft multi-label ones go through the same formulas, which are linear in y."""
     if multi_label:
+        y = labels.float()
         if multi_label_style == "binary":
-            return labels.float() * (1 - smoothing) + smoothing / 2
+            return y * (1 - smoothing) + smoothing / 2
         if multi_label_style != "cavmae":
             raise ValueError(f"multi_label_style must be 'cavmae' or 'binary', got {multi_label_style!r}")
-        positive = labels.float() > 0
-        return torch.where(positive, 1.0 - smoothing, smoothing / num_classes)
+        return y * (1 - smoothing) + (1 - y) * smoothing / num_classes
+    if labels.is_floating_point():
+        return labels * (1 - smoothing) + smoothing / num_classes
     if (labels < 0).any():
         raise ValueError("a training clip has no label (label -1): fine-tuning needs every training video labelled")
     return F.one_hot(labels.long(), num_classes).float() * (1 - smoothing) + smoothing / num_classes
@@ -193,9 +200,10 @@ def _final_evaluation(cfg: FinetuneConfig, model: AVClassifier, run_dir: Path, v
                                num_workers=data.num_workers, extra=extra)
 
 
-def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
+def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> FinetuneResult:
     """Fine-tune as `cfg` says; the run folder gets config.yaml, checkpoints/, metrics.jsonl,
-    tensorboard/, rejected.txt and, once training finished, eval/."""
+    tensorboard/, rejected.txt and, once training finished, eval/. `pseudo`: pseudo-labelled clips
+    of `cfg.data.unlabeled` trained on beside the labelled ones (`avssl.recipes.pseudo_label`)."""
     with open_run(cfg) as (folder, ctx):  # removed again if the set-up below fails
         run_dir = folder.path
         backbone = load_backbone(cfg.init, cfg.model)
@@ -206,6 +214,9 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         if not train_set.classes:
             raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")
         classes = train_set.classes
+        if pseudo is not None:
+            unlabeled = training_dataset(pseudo.paths, data, data_pipeline(model_cfg, data), cfg.seed)
+            train_set = PseudoLabelled(train_set, unlabeled, pseudo)
         val_set = multi_view_dataset(val_source, model_config=model_cfg, classes=classes, seed=cfg.seed,
                                      short=data.short_videos, **shape)
         if ctx.is_main:
