@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "`avssl finetune -c tiny init=runs/pretrain-tiny data.train=videos/train.csv "
         "data.val=videos/val.csv mode=av out=runs/ft`. The best checkpoint is scored with "
         "data.eval_clips x data.eval_crops views per video into OUT/eval/ (metrics.json, confusion.png, "
-        "predictions.csv). Works under torchrun for several GPUs.",
+        "predictions.csv). Works under torchrun for several GPUs. With data.unlabeled=SOURCE, rounds of "
+        "pseudo-labelling (noisy student; the pseudo_label: section) follow, in OUT/round<r>/ with OUT/report.html.",
     )
     add_recipe_arguments(parser, init=True)
     parser.set_defaults(func=run)
@@ -23,9 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avssl.recipes.finetune import FinetuneConfig, run_finetune
+    from avssl.recipes.pseudo_label import run_pseudo_label
 
     cfg = load_recipe_config(FinetuneConfig, args)
-    result = run_recipe("finetune", run_finetune, cfg)
+    result = run_recipe("finetune", run_pseudo_label if cfg.data.unlabeled else run_finetune, cfg)
     if result is None:
         return NON_FINITE_EXIT
     if result.status != "finished":
