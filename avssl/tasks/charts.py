@@ -149,3 +149,52 @@ def save_confusion_png(confusion: torch.Tensor, classes: Sequence[str], path: st
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+def save_line_png(series: dict[str, Sequence[tuple[float, float]]], path: str | Path, *, title: str = "",
+                  xlabel: str = "", ylabel: str = "", size: tuple[int, int] = (640, 420)) -> Path:
+    """A line chart as a PNG (PIL): one polyline with point markers per named series of (x, y),
+    round ticks (`nice_ticks`) and a legend; non-finite points are skipped. For reports read
+    outside a browser (a benchmark's README), where `line_chart`'s SVG does not show."""
+    clean = {name: sorted((x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y))
+             for name, pts in series.items()}
+    clean = {name: pts for name, pts in clean.items() if pts}
+    font = ImageFont.load_default(size=12)
+    width, height = size
+    left, right, top, bottom = 56, 16 + 150, 32, 44
+    xs = [x for pts in clean.values() for x, _ in pts] or [0.0, 1.0]
+    ys = [y for pts in clean.values() for _, y in pts] or [0.0, 1.0]
+    xticks, yticks = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - xticks[0]) / ((xticks[-1] - xticks[0]) or 1.0) * plot_w,
+                top + plot_h - (y - yticks[0]) / ((yticks[-1] - yticks[0]) or 1.0) * plot_h)
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((width / 2, 14), title, fill="black", font=font, anchor="mm")
+    for t in yticks:
+        y = point(xticks[0], t)[1]
+        draw.line([(left, y), (left + plot_w, y)], fill=(235, 235, 235))
+        draw.text((left - 6, y), _label(t), fill="black", font=font, anchor="rm")
+    for t in xticks:
+        x = point(t, yticks[0])[0]
+        draw.text((x, top + plot_h + 12), _label(t), fill="black", font=font, anchor="mm")
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline=(150, 150, 150))
+    draw.text((left + plot_w / 2, height - 12), xlabel, fill="black", font=font, anchor="mm")
+    draw.text((8, top - 14), ylabel, fill="black", font=font)
+    for i, (name, pts) in enumerate(clean.items()):
+        color = COLORS[i % len(COLORS)]
+        coords = [point(x, y) for x, y in pts]
+        if len(coords) > 1:
+            draw.line(coords, fill=color, width=2)
+        for x, y in coords:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+        ly = top + 8 + 18 * i
+        draw.line([(width - right + 10, ly), (width - right + 26, ly)], fill=color, width=3)
+        draw.text((width - right + 30, ly), name, fill="black", font=font, anchor="lm")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
