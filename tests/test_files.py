@@ -95,4 +95,4 @@ def test_a_saved_model_is_readable_by_others(tmp_path, umask):
     umask(0o022)
     folder = create_model("tiny").save_pretrained(tmp_path / "model")
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
-        "model.safetensors": 0o644, "config.json": 0o644}
+        "model.safetensors": 0o644, "config.json": 0o644, "README.md": 0o644}  # README.md: the model card
