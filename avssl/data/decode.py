@@ -48,12 +48,15 @@ class DecodedClip:
     audio: (N,) float32 mono, N == round((end - start) * audio_rate); zeros where the file has no sound.
     has_audio: whether the file has an audio stream (False also when decoded with_audio=False).
     frame_times: (T,) float64 presentation times of the frames taken, on the clip clock.
+    shifted_audio: (N,) float32 mono sound of the window moved by its audio shift (the synchronisation
+    task's), read in the same container pass; None when no shift was asked for.
     """
 
     frames: torch.Tensor
     audio: torch.Tensor
     has_audio: bool
     frame_times: torch.Tensor
+    shifted_audio: torch.Tensor | None = None
 
 
 def decode_clip(source: str | Path | BinaryIO, start: float, end: float, num_frames: int,
@@ -74,6 +77,7 @@ def decode_clips(
     with_audio: bool = True,
     timeout: float = 60.0,
     audio_channel: int | str = "mean",
+    audio_shifts: Sequence[float] | None = None,
 ) -> list[DecodedClip]:
     """Decode several windows (start, end) seconds from one open container: for each, `num_frames`
     frames and mono audio at `audio_rate`.
@@ -85,7 +89,9 @@ def decode_clips(
     FFmpeg's own downmix would add sqrt(2) of gain) or a channel index (0: the first, what CAV-MAE and
     AST feed their models; a file with fewer channels gives its last). A window without any decodable
     frame is tried once more in a freshly opened container. Raises DecodeError when the file cannot be
-    read or one window takes longer than `timeout` seconds.
+    read or one window takes longer than `timeout` seconds. `audio_shifts` (seconds, one per window):
+    each window's sound is also read moved by its shift, from the open container (`shifted_audio`;
+    outside the file it is silence, as past the end of a padded window).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
@@ -93,22 +99,25 @@ def decode_clips(
         if not end > start:
             raise ValueError(f"clip window must have end > start, got ({start}, {end})")
     check_channel(audio_channel)
+    if audio_shifts is not None and len(audio_shifts) != len(windows):
+        raise ValueError(f"audio_shifts: one per window, got {len(audio_shifts)} for {len(windows)} windows")
+    shifts = list(audio_shifts) if audio_shifts is not None else [None] * len(windows)
     request = _Request(source_name(source), num_frames, audio_rate, short_side, with_video, with_audio, timeout,
                        audio_channel)
     opened = None
     try:
         opened = _Opened(source, with_video)
         clips = []
-        for start, end in windows:
+        for (start, end), shift in zip(windows, shifts):
             try:
-                clips.append(request.decode(opened, start, end))
+                clips.append(request.decode(opened, start, end, shift))
             except NoFrameDecoded:
                 # a damaged packet can leave the decoder unable to decode anything after it, even
                 # after a seek (an MPEG-4 header with other settings); a fresh decoder can
                 log.debug("%s: no frame near %.3f s; trying again in a freshly opened file", request.name, start)
                 opened.close()
                 opened = _Opened(source, with_video)
-                clips.append(request.decode(opened, start, end))
+                clips.append(request.decode(opened, start, end, shift))
         return clips
     except (DecodeError, av.error.FFmpegError) as err:
         raise DecodeError(f"{request.name}: {err}") from err
@@ -155,8 +164,9 @@ class _Request:
     timeout: float
     audio_channel: int | str = "mean"
 
-    def decode(self, opened: _Opened, start: float, end: float) -> DecodedClip:
-        """The window [start, end) (seconds on the clip clock) from an open file."""
+    def decode(self, opened: _Opened, start: float, end: float, shift: float | None = None) -> DecodedClip:
+        """The window [start, end) (seconds on the clip clock) from an open file; with `shift`, also its
+        sound moved by that many seconds."""
         budget = Budget(self.name, self.timeout)
         video, audio = opened.video, opened.audio
         origin = stream_start(video if video is not None else audio)
@@ -165,13 +175,16 @@ class _Request:
             reader = VideoReader(opened.container, video, budget)
             frames, frame_times = reader.read(origin + start, origin + end, self.num_frames, self.short_side)
             frame_times -= origin
-        samples = np.zeros(round((end - start) * self.audio_rate), np.float32)
         has_audio = self.with_audio and audio is not None
+        starts = [start] + ([] if shift is None else [start + shift])
+        sounds = [np.zeros(round((end - start) * self.audio_rate), np.float32) for _ in starts]
         if has_audio:
-            read_audio(opened.container, audio, origin + start, samples, self.audio_rate, budget,
-                        self.audio_channel)
-        return DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(samples), has_audio=has_audio,
-                           frame_times=torch.from_numpy(frame_times))
+            for begin, samples in zip(starts, sounds):
+                read_audio(opened.container, audio, origin + begin, samples, self.audio_rate, budget,
+                           self.audio_channel)
+        return DecodedClip(frames=torch.from_numpy(frames), audio=torch.from_numpy(sounds[0]), has_audio=has_audio,
+                           frame_times=torch.from_numpy(frame_times),
+                           shifted_audio=None if shift is None else torch.from_numpy(sounds[1]))
 
 
 def _empty_video() -> tuple[np.ndarray, np.ndarray]:
