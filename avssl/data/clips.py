@@ -16,6 +16,7 @@ from avssl.data.audio import target_frames
 from avssl.data.augment import AugmentConfig, join_phrases
 from avssl.data.decode import DecodedClip, decode_clips
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
+from avssl.data.sync import SyncShift
 from avssl.data.pipeline import InputPipeline, report_audio_length
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
 from avssl.data.video import EVAL_CROP_FRACTION
@@ -51,7 +52,10 @@ class ClipMaker:
       `AugmentConfig()`; without it the evaluation view, a centre crop of ``eval_crop_fraction`` of the
       resized short side), ``crops`` (evaluation only: that many crops along the long side, so an
       item's ``video`` is (crops, T, 3, S, S); None: one view, (T, 3, S, S)), and the normalisation
-      statistics ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std``.
+      statistics ``image_mean``/``image_std`` and ``fbank_mean``/``fbank_std``;
+    - synchronisation: ``sync`` (`avssl.data.sync.SyncShift`, `SyncShift.from_config(model config)`)
+      adds to each item ``sync_audio``, its sound moved by a drawn offset (read in the same decoder
+      pass) and transformed as ``audio``, and ``sync_offset``, that offset's class (int64).
 
     ``**avssl.data.pipeline.input_pipeline(config).dataset_kwargs()`` gives the shape, decoding and
     normalisation a model config says. ``epoch`` (0 at first) selects the draws.
@@ -64,7 +68,8 @@ class ClipMaker:
                  image_std: tuple[float, float, float] = IMAGENET_STD,
                  fbank_mean: float = FBANK_MEAN, fbank_std: float = FBANK_STD, augment: AugmentConfig | None = None,
                  audio_frames: int | None = None, audio_channel: int | str = "mean",
-                 eval_crop_fraction: float = EVAL_CROP_FRACTION, crops: int | None = None):
+                 eval_crop_fraction: float = EVAL_CROP_FRACTION, crops: int | None = None,
+                 sync: SyncShift | None = None):
         augment = augment or AugmentConfig()
         if isinstance(sampler, str):
             sampler = make_sampler(sampler, clip_duration, clips_per_video=clips_per_video, short=short)
@@ -85,6 +90,7 @@ class ClipMaker:
         self.short_side = self.pipeline.short_side
         self.seed = seed
         self.epoch = 0
+        self.sync = sync
         if crops is not None and train:
             raise ValueError(f"crops={crops} are evaluation views: pass train=False")
         self.video_transform = (self.pipeline.spatial_crops(crops) if crops is not None
@@ -105,11 +111,17 @@ class ClipMaker:
         in clip order) when the sampler gives several clips per item.
         """
         clips = self.sampler.sample(duration, seed=self.seed, epoch=self.epoch, index=index, item=item)
+        shifts = None if self.sync is None else [
+            self.sync.draw(seed=self.seed, epoch=self.epoch, index=index, clip=k) for k in range(len(clips))]
         decoded = decode_clips(video, [(offset + c.start, offset + c.end) for c in clips], self.num_frames,
                                audio_rate=self.audio_rate, short_side=self.short_side,
-                               audio_channel=self.audio_channel)
+                               audio_channel=self.audio_channel,
+                               audio_shifts=None if shifts is None else [float(self.sync.seconds[s]) for s in shifts])
         generator = torch.Generator().manual_seed(seed_from(self.seed, self.epoch, index))
         out = [self._item(d, c, offset, path, label, index, generator) for d, c in zip(decoded, clips)]
+        for entry, decoded_clip, shift in zip(out, decoded, shifts or ()):
+            entry["sync_audio"] = self.audio_transform(decoded_clip.shifted_audio, generator)
+            entry["sync_offset"] = torch.tensor(shift, dtype=torch.int64)
         return out if len(out) > 1 else out[0]
 
     def _item(self, decoded: DecodedClip, clip: ClipInfo, offset: float, path: str, label: torch.Tensor,
