@@ -1,4 +1,5 @@
-"""The audio-visual pretraining model: masked autoencoding of both modalities + cross-modal InfoNCE.
+"""The audio-visual pretraining model: masked autoencoding of both modalities + cross-modal alignment
+(InfoNCE by default; Barlow Twins, VICReg or SwAV with `alignment`) + optionally synchronisation.
 
 Follows CAV-MAE (Gong et al., ICLR 2023), with real clips (tubelets over T frames) instead of one
 frame. One pretraining step:
@@ -10,14 +11,21 @@ frame. One pretraining step:
    then that encoder's `norm` (input to the contrastive loss);
 3. the decoder reconstructs every patch; the MAE loss scores the masked ones;
 4. the per-stream outputs of the masked forward are mean-pooled (as CAV-MAE does: no second,
-   unmasked pass), projected (`video_proj`, `audio_proj`) to `proj_dim` and L2-normalised for InfoNCE.
+   unmasked pass), projected (`video_proj`, `audio_proj`) to `proj_dim` for the alignment loss
+   (`avssl.objectives.make_alignment`), L2-normalised for InfoNCE and SwAV and for the embeddings
+   returned; Barlow Twins and VICReg take the raw projections, from a Linear-BN-ReLU-Linear projector
+   (their papers' projectors end in batch norm; the losses standardise over the batch themselves);
+5. with `sync_weight` > 0, the clip's sound shifted by a known offset (decoded with it,
+   `avssl.data.sync`) and the frames go through the joint blocks together, and `sync_head` classifies
+   the offset from the joint tokens pooled over time stretches (`sync_logits`).
 
 Options for data where the shared event is small and brief (`ModelConfig`): `contrastive_view="full"`
 takes the embeddings from a second pass over the whole clip, `time_bins` adds when-in-the-clip to
 what the projection sees, `input_norm="clip"` removes each clip's still part from both inputs (also
 from the MAE targets), `proj_norm="batch"` standardises the projection input over the batch.
 
-loss = mae_weight * (loss_mae_video + loss_mae_audio) + contrastive_weight * loss_contrastive.
+loss = mae_weight * (loss_mae_video + loss_mae_audio) + contrastive_weight * loss_contrastive
+       + sync_weight * loss_sync (loss_contrastive is the alignment term, whichever objective it is).
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.losses import ContrastiveLoss, mae_loss
+from avssl.losses import mae_loss
 from avssl.masking import Masking, audio_masking, random_masking, tube_masking
 from avssl.models.config import ModelConfig
 from avssl.models.decoder import MAEDecoder
@@ -37,6 +45,7 @@ from avssl.models.encoders import AudioEncoder, VideoEncoder, drop_path_rates
 from avssl.models.layers import JointBlock, init_weights, no_weight_decay_names, run_blocks
 from avssl.models.patch_embed import audio_patches, video_patches
 from avssl.models.weights import SavesPretrained
+from avssl.objectives import make_alignment
 
 
 def _proj_norm(config: ModelConfig) -> nn.Module:
@@ -44,6 +53,25 @@ def _proj_norm(config: ModelConfig) -> nn.Module:
     which removes the component every clip shares so that InfoNCE sees how clips differ from the start."""
     width = config.embed_dim * (1 + config.time_bins)
     return nn.BatchNorm1d(width, affine=False) if config.proj_norm == "batch" else nn.Identity()
+
+
+def _projector(config: ModelConfig) -> nn.Module:
+    """The projection to `proj_dim`: one Linear (CAV-MAE's place for it; InfoNCE and SwAV), or for the
+    redundancy-reduction objectives, which need an expander to decorrelate, Barlow Twins' and VICReg's
+    projector shape scaled down: Linear-BN-ReLU-Linear through 4 * proj_dim."""
+    width = config.embed_dim * (1 + config.time_bins)
+    if config.alignment not in ("barlow", "vicreg"):
+        return nn.Linear(width, config.proj_dim)
+    hidden = 4 * config.proj_dim
+    return nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, config.proj_dim))
+
+
+def _sync_head(config: ModelConfig) -> nn.Module:
+    """Offset classifier over the joint tokens of each stream pooled as `_Encoder.pool` does, over as
+    many time stretches as the clip has video token steps: (B, 2 * D * (1 + steps)) -> (B, sync_offsets)."""
+    width = 2 * config.embed_dim * (1 + config.video_grid[0])
+    return nn.Sequential(nn.Linear(width, config.embed_dim), nn.GELU(), nn.Linear(config.embed_dim, config.sync_offsets))
 
 
 class AVModel(SavesPretrained, nn.Module):
@@ -63,13 +91,14 @@ class AVModel(SavesPretrained, nn.Module):
         self.decoder = MAEDecoder(config)
         self.video_proj_norm = _proj_norm(config)
         self.audio_proj_norm = _proj_norm(config)
-        self.video_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
-        self.audio_proj = nn.Linear(dim * (1 + config.time_bins), config.proj_dim)
-        self.contrastive = ContrastiveLoss(config.temperature, config.learnable_temperature,
-                                           directions=config.contrastive_directions, gather=config.contrastive_gather)
+        self.video_proj = _projector(config)
+        self.audio_proj = _projector(config)
+        self.contrastive = make_alignment(config)  # the alignment loss (its name predates the other objectives)
+        self.sync_head = _sync_head(config) if config.sync_weight > 0 else None
         self.grad_checkpointing = False
-        for module in (self.joint_blocks, self.joint_norm, self.video_proj, self.audio_proj):
-            module.apply(init_weights)
+        for module in (self.joint_blocks, self.joint_norm, self.video_proj, self.audio_proj, self.sync_head):
+            if module is not None:
+                module.apply(init_weights)
 
     # ---- building blocks of the forward passes --------------------------------------------------
     def _mask(self, batch: int, video_grid: tuple[int, int, int], audio_grid: tuple[int, int],
@@ -103,31 +132,66 @@ class AVModel(SavesPretrained, nn.Module):
                        attn_mask=attn_mask)
         return self.joint_norm(x)
 
-    def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
+    def projection(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
         """Pooled features (B, D * (1 + time_bins), `_Encoder.pool`) of "video" or "audio" -> (B, proj_dim)
-        L2-normalised embeddings."""
+        projections, float32, before any normalisation (what Barlow Twins and VICReg align)."""
         norm, proj = getattr(self, f"{modality}_proj_norm"), getattr(self, f"{modality}_proj")
-        return F.normalize(proj(norm(pooled)).float(), dim=-1)
+        return proj(norm(pooled)).float()
 
-    def _embed(self, x: torch.Tensor, modality: str, normalized: bool = False) -> torch.Tensor:
-        """A whole (unmasked) input of one modality -> (B, proj_dim) L2-normalised embeddings
-        (`normalized`: x is the encoder's `normalize_input` output already)."""
+    def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
+        """`projection`, L2-normalised: the (B, proj_dim) embeddings retrieval compares."""
+        return F.normalize(self.projection(pooled, modality), dim=-1)
+
+    def _embed(self, x: torch.Tensor, modality: str, normalized: bool = False, raw: bool = False) -> torch.Tensor:
+        """A whole (unmasked) input of one modality -> (B, proj_dim) L2-normalised embeddings (`raw`: the
+        projections before normalisation; `normalized`: x is the encoder's `normalize_input` output already)."""
         encoder = self.video_encoder if modality == "video" else self.audio_encoder
         tokens = encoder.forward_tokens(x, joint_blocks=self.joint_blocks, normalized=normalized)
-        return self.project(encoder.pool(tokens, encoder.grid_of(x), self.config.time_bins), modality)
+        pooled = encoder.pool(tokens, encoder.grid_of(x), self.config.time_bins)
+        return self.projection(pooled, modality) if raw else self.project(pooled, modality)
+
+    def sync_logits(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Frames (B, T, 3, H, W) and a log-mel (B, F, M), maybe shifted in time -> (B, sync_offsets)
+        logits over the offsets of `avssl.data.sync.SyncShift` (the middle one: in sync). Both whole
+        (unmasked) inputs go through their encoders and the joint blocks together, so the sound and the
+        frames attend to each other; each stream's joint tokens are pooled per time stretch."""
+        if self.sync_head is None:
+            raise ValueError("this model has no synchronisation head: pretrain with model.sync_weight > 0")
+        video_tokens, audio_tokens = self.video_encoder.forward_blocks(video), self.audio_encoder.forward_blocks(audio)
+        joint = self._joint_av(audio_tokens, video_tokens)
+        steps, num_audio = self.config.video_grid[0], audio_tokens.shape[1]
+        pooled = torch.cat([
+            self.audio_encoder.pool(joint[:, :num_audio], self.audio_encoder.grid_of(audio), steps),
+            self.video_encoder.pool(joint[:, num_audio:], self.video_encoder.grid_of(video), steps),
+        ], dim=1)
+        return self.sync_head(pooled)
+
+    def _sync_loss(self, video: torch.Tensor, sync_audio: torch.Tensor | None, sync_offset: torch.Tensor | None,
+                   valid: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy of the offset classes `sync_offset` (B,) of the shifted sounds, over clips with sound."""
+        if sync_audio is None or sync_offset is None:
+            raise ValueError("model.sync_weight > 0 needs each batch's sync_audio and sync_offset: the dataset's "
+                             "items with sync=SyncShift.from_config(config) (avssl.data.sync)")
+        per_row = F.cross_entropy(self.sync_logits(video, sync_audio).float(), sync_offset, reduction="none")
+        if valid is None:
+            return per_row.mean()
+        return torch.where(valid, per_row, 0.0).sum() / valid.sum().clamp_min(1)
 
     # ---- public API -----------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, sync_audio: torch.Tensor | None = None,
+                sync_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One pretraining forward.
 
         video (B, T, 3, H, W) normalised frames; audio (B, F, M) normalised log-mel; has_audio (B,)
         bool: False rows (no audio track) still run but are left out of the audio MAE term and of the
         contrastive loss, and their video does not attend to their audio.
         generator: masking RNG (default: torch's global RNG).
-        Returns loss, loss_mae_video, loss_mae_audio, loss_contrastive (scalars) and video_emb,
-        audio_emb (B, proj_dim), L2-normalised, from the masked forward (or, with contrastive_view
-        "full", from a second pass over the whole clip).
+        sync_audio (B, F, M), sync_offset (B,) int64: the clip's sound shifted by offset class
+        sync_offset (the dataset's items with `sync`); needed, and only read, when sync_weight > 0.
+        Returns loss, loss_mae_video, loss_mae_audio, loss_contrastive (the alignment term), with sync
+        loss_sync (scalars), and video_emb, audio_emb (B, proj_dim), L2-normalised, from the masked
+        forward (or, with contrastive_view "full", from a second pass over the whole clip).
         """
         cfg = self.config
         video, audio = self.video_encoder.normalize_input(video), self.audio_encoder.normalize_input(audio)
@@ -150,12 +214,14 @@ class AVModel(SavesPretrained, nn.Module):
                               weights=valid)
 
         if cfg.contrastive_view == "full":
-            video_emb, audio_emb = self._embed(video, "video", True), self._embed(audio, "audio", True)
+            video_z, audio_z = self._embed(video, "video", True, raw=True), self._embed(audio, "audio", True, raw=True)
         else:
-            video_emb = self.project(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
-            audio_emb = self.project(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")
-        loss_contrastive = self.contrastive(video_emb, audio_emb, valid)
-        return {
+            video_z = self.projection(self.video_encoder.forward_joint(video_tokens, self.joint_blocks).mean(dim=1), "video")
+            audio_z = self.projection(self.audio_encoder.forward_joint(audio_tokens, self.joint_blocks).mean(dim=1), "audio")
+        video_emb, audio_emb = F.normalize(video_z, dim=-1), F.normalize(audio_z, dim=-1)
+        aligned = (video_emb, audio_emb) if self.contrastive.unit_inputs else (video_z, audio_z)
+        loss_contrastive = self.contrastive(*aligned, valid)
+        out = {
             "loss": cfg.mae_weight * (loss_video + loss_audio) + cfg.contrastive_weight * loss_contrastive,
             "loss_mae_video": loss_video,
             "loss_mae_audio": loss_audio,
@@ -163,6 +229,10 @@ class AVModel(SavesPretrained, nn.Module):
             "video_emb": video_emb,
             "audio_emb": audio_emb,
         }
+        if self.sync_head is not None:
+            out["loss_sync"] = self._sync_loss(video, sync_audio, sync_offset, valid)
+            out["loss"] = out["loss"] + cfg.sync_weight * out["loss_sync"]
+        return out
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, proj_dim) L2-normalised embeddings of whole (unmasked) clips."""
