@@ -107,7 +107,7 @@ def main() -> None:
             model = model_clips_per_s(cfg, MODEL_BATCH.get(size, 1), args.steps)
             for workers in args.workers:
                 clips = loader_clips_per_s(cfg, workers, args.batches, work / f"{size}-{workers}")
-                print(f"{size:6} {workers:7d} {clips:14.1f} {model:13.1f} {clips / model:12.2f}")
+                print(f"{size:6} {workers:7d} {clips:14.1f} {model:13.3g} {clips / model:12.1f}")
         if args.run_epochs:
             run = work / "run"
             cfg = recipe("tiny", corpus, f"out={run}", f"train.epochs={args.run_epochs}", "train.log_every=1",
