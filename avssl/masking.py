@@ -13,7 +13,8 @@ so that float error does not drop one (100 tokens at ratio 0.9 keep 10). Tube ma
 rule per time slice (K = T' * floor(S * (1 - ratio)) for S tokens per slice).
 
 Randomness comes from `generator` when given (drawn on the generator's device, then moved, so a CPU
-generator gives the same masks on any device), else from torch's global RNG on `device`.
+generator gives the same masks on any device), else from torch's global RNG on `device`. The
+strategies know K in advance, so none reads a tensor back to the host (no device sync per step).
 """
 from __future__ import annotations
 
@@ -53,12 +54,14 @@ def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return chosen.scatter_(1, order[:, :count], True)
 
 
-def masking_from_keep(keep: torch.Tensor) -> Masking:
-    """A `Masking` from a boolean (B, N) keep-mask holding the same number of True values in every row."""
-    counts = keep.sum(dim=1)
-    if counts.numel() and bool((counts != counts[0]).any()):
-        raise ValueError("every row must keep the same number of tokens")
-    num_keep = int(counts[0]) if counts.numel() else 0
+def masking_from_keep(keep: torch.Tensor, num_keep: int | None = None) -> Masking:
+    """A `Masking` from a boolean (B, N) keep-mask holding the same number of True values in every row:
+    `num_keep` when the caller knows it (trusted, not read from the device), else counted and checked."""
+    if num_keep is None:
+        counts = keep.sum(dim=1)
+        if counts.numel() and bool((counts != counts[0]).any()):
+            raise ValueError("every row must keep the same number of tokens")
+        num_keep = int(counts[0]) if counts.numel() else 0
     ids_shuffle = (~keep).to(torch.uint8).argsort(dim=1, stable=True)
     return Masking(
         ids_keep=ids_shuffle[:, :num_keep],
@@ -70,8 +73,8 @@ def masking_from_keep(keep: torch.Tensor) -> Masking:
 def random_masking(batch: int, num_tokens: int, ratio: float, *, generator: torch.Generator | None = None,
                    device: torch.device | str | None = None) -> Masking:
     """Each row keeps a uniformly random subset of K tokens (MAE, CAV-MAE)."""
-    noise = _uniform((batch, num_tokens), generator, device)
-    return masking_from_keep(_lowest(noise, num_kept(num_tokens, ratio)))
+    count = num_kept(num_tokens, ratio)
+    return masking_from_keep(_lowest(_uniform((batch, num_tokens), generator, device), count), count)
 
 
 def tube_masking(batch: int, grid: tuple[int, int, int], ratio: float, *, generator: torch.Generator | None = None,
@@ -79,8 +82,9 @@ def tube_masking(batch: int, grid: tuple[int, int, int], ratio: float, *, genera
     """VideoMAE's tube masking over a (T', H', W') grid: one random spatial mask repeated in every time
     slice, so a hidden patch cannot be copied from the same place in a neighbouring frame."""
     time, rows, cols = grid
-    spatial = _lowest(_uniform((batch, rows * cols), generator, device), num_kept(rows * cols, ratio))
-    return masking_from_keep(repeat(spatial, "b s -> b (t s)", t=time))
+    count = num_kept(rows * cols, ratio)
+    spatial = _lowest(_uniform((batch, rows * cols), generator, device), count)
+    return masking_from_keep(repeat(spatial, "b s -> b (t s)", t=time), time * count)
 
 
 def _random_lines(batch: int, lines: int, count: int, generator: torch.Generator | None,
@@ -113,7 +117,8 @@ def audio_masking(batch: int, grid: tuple[int, int], ratio: float, mode: AudioMa
         hidden = _random_lines(batch, freqs, int(freqs * ratio * scale), generator, device)
         penalty += rearrange(hidden.float(), "b f -> b f 1")
     scores = rearrange(penalty, "b f t -> b (f t)") + _uniform((batch, freqs * times), generator, device)
-    return masking_from_keep(_lowest(scores, num_kept(freqs * times, ratio)))
+    count = num_kept(freqs * times, ratio)
+    return masking_from_keep(_lowest(scores, count), count)
 
 
 def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -71,3 +71,16 @@ def test_bad_inputs_raise():
         masking_from_keep(torch.tensor([[True, False], [True, True]]))
     with pytest.raises(ValueError, match="audio masking"):
         audio_masking(2, (4, 4), 0.5, "diagonal")
+
+
+@pytest.mark.parametrize("strategy", ["random", "tube", "time_freq"])
+def test_masking_never_reads_the_device(strategy):
+    # a meta tensor has no data: .item(), int() or bool() on one raises, as a host sync would stall a GPU
+    if strategy == "random":
+        m = random_masking(4, 64, 0.75, device="meta")
+    elif strategy == "tube":
+        m = tube_masking(4, (4, 4, 4), 0.75, device="meta")  # 4 of each time slice's 16 tokens
+    else:
+        m = audio_masking(4, (8, 8), 0.75, "time_freq", device="meta")
+    assert m.ids_keep.shape == (4, 16) and m.mask.shape == m.ids_restore.shape == (4, 64)
+    assert m.ids_keep.device.type == "meta"
