@@ -189,8 +189,8 @@ class ClipLoader(DataLoader):
     leave stop signals to the main process, and ``close`` to end persistent workers."""
 
     def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+        # the workers' base seed comes from here, never from the main process's global RNG
         super().__init__(*args, generator=torch.Generator().manual_seed(seed_from(seed, 1)), **kwargs)
-        self.seed = seed
 
     def __iter__(self) -> Iterator[Any]:
         """A pass over the current epoch; the first one starts the workers (persistent ones serve the later
