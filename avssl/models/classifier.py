@@ -4,7 +4,7 @@
 uses and the shared joint blocks) and drops the rest (the MAE decoder, the contrastive projections),
 then adds a linear head on pooled features. Three modes:
 
-- "video": mean-pooled video tokens (after the joint blocks, with the video norms);
+- "video": pooled video tokens (after the joint blocks, with the video norms);
 - "audio": the same for the spectrogram;
 - "av": both, fused by `fusion`:
   "concat" (default) the two pooled vectors side by side, (B, 2D): each modality keeps its own
@@ -12,9 +12,15 @@ then adds a linear head on pooled features. Three modes:
   concatenated [audio, video] token sequence through the joint blocks, where the modalities attend
   to each other, then pooled, (B, D): CAV-MAE's audio-visual fine-tuning input.
 
+Pooling is the mean of the tokens plus, with `time_bins` > 0, the means of that many equal stretches of
+the clip's time axis (`_Encoder.pool`): a mean alone is blind to order, so "moves left" and "moves
+right", or "opens" and "closes", pool alike. By default a classifier pools as its backbone's
+contrastive projection did (`ModelConfig.time_bins`), so it reads the features pretraining shaped.
+The joint fusion always takes the plain mean.
+
 The head is dropout + linear (timm's `reset_classifier(n)` replaces it). `save_pretrained` writes
 `model.safetensors` + `config.json` (the ModelConfig fields plus a "classifier" entry: mode, fusion,
-classes, multi_label, dropout), and `avssl.models.factory.load_classifier` reads it back.
+classes, multi_label, dropout, time_bins), and `avssl.models.factory.load_classifier` reads it back.
 """
 from __future__ import annotations
 
@@ -47,11 +53,13 @@ class AVClassifier(SavesPretrained, nn.Module):
     backbone: the pretrained (or freshly created) `AVModel`; it is trimmed in place (decoder,
     projections and the encoder of an unused modality are removed). classes: names of the classes,
     saved with the weights (default "0", "1", ...). multi_label: the head is trained with BCE and
-    scored with sigmoid instead of softmax.
+    scored with sigmoid instead of softmax. time_bins: time stretches pooled besides the mean (module
+    doc); None: the backbone config's `time_bins`.
     """
 
     def __init__(self, backbone: AVModel, num_classes: int, *, mode: Mode = "video", fusion: Fusion = "concat",
-                 dropout: float = 0.0, classes: Sequence[str] | None = None, multi_label: bool = False) -> None:
+                 dropout: float = 0.0, classes: Sequence[str] | None = None, multi_label: bool = False,
+                 time_bins: int | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -65,13 +73,17 @@ class AVClassifier(SavesPretrained, nn.Module):
         self.backbone = backbone
         self.config: ModelConfig = backbone.config
         self.mode, self.fusion, self.multi_label = mode, fusion, multi_label
+        time_bins = backbone.config.time_bins if time_bins is None else time_bins
+        if time_bins < 0:
+            raise ValueError(f"time_bins must be >= 0, got {time_bins}")
+        self.time_bins = 0 if mode == "av" and fusion == "joint" else time_bins
         self.head_drop = nn.Dropout(dropout)
         self.reset_classifier(num_classes, classes)
 
     @property
     def feature_dim(self) -> int:
         """Size of the vector the head reads."""
-        dim = self.config.embed_dim
+        dim = self.config.embed_dim * (1 + self.time_bins)
         return 2 * dim if self.mode == "av" and self.fusion == "concat" else dim
 
     @property
@@ -100,11 +112,16 @@ class AVClassifier(SavesPretrained, nn.Module):
         if self.mode == "av" and self.fusion == "joint":
             return self.backbone.forward_features(video=video, audio=audio)["joint"]
         # one stream at a time: both at once would also run the joint stream, unused here
-        pooled = [self.backbone.forward_features(**{m: x})[m] for m, x in (("video", video), ("audio", audio))
-                  if self.mode in (m, "av")]
+        pooled = [self._pool(m, x) for m, x in (("video", video), ("audio", audio)) if self.mode in (m, "av")]
         if len(pooled) == 1:
             return pooled[0]
         return torch.cat(pooled, dim=-1) if self.fusion == "concat" else (pooled[0] + pooled[1]) / 2
+
+    def _pool(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """One modality's tokens through its encoder, pooled over the whole clip and `time_bins` stretches."""
+        encoder = getattr(self.backbone, f"{modality}_encoder")
+        tokens = self.backbone.forward_features(**{modality: x})[f"{modality}_tokens"]
+        return encoder.pool(tokens, encoder.grid_of(x), self.time_bins)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(B, feature_dim) -> (B, num_classes) logits."""
@@ -123,7 +140,7 @@ class AVClassifier(SavesPretrained, nn.Module):
     def classifier_config(self) -> dict[str, Any]:
         """What, besides the ModelConfig, rebuilds this classifier."""
         return {"mode": self.mode, "fusion": self.fusion, "classes": list(self.classes),
-                "multi_label": self.multi_label, "dropout": self.head_drop.p}
+                "multi_label": self.multi_label, "dropout": self.head_drop.p, "time_bins": self.time_bins}
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters AdamW should not decay besides the 1-D ones (timm's convention)."""

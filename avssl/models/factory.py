@@ -51,7 +51,8 @@ def build_from_config(values: dict[str, Any]) -> AVModel | AVClassifier:
     if head is None:
         return backbone
     return AVClassifier(backbone, len(head["classes"]), mode=head["mode"], fusion=head["fusion"],
-                        dropout=head["dropout"], classes=head["classes"], multi_label=head["multi_label"])
+                        dropout=head["dropout"], classes=head["classes"], multi_label=head["multi_label"],
+                        time_bins=head.get("time_bins", 0))  # saved before time-binned pooling: the mean
 
 
 class WrongModelKind(ValueError):

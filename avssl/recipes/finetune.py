@@ -74,10 +74,13 @@ class HeadConfig:
     layer_decay: float = 0.75  # lr of layer d = lr * layer_decay ** (top - d); 1 turns it off
     # multi-label targets: "cavmae" (positives 1 - s, negatives s / C, as CAV-MAE / AST) or "binary" (s / 2)
     multi_label_smoothing: Literal["cavmae", "binary"] = "cavmae"
+    # pooled features: the mean plus the means of time_bins stretches of the clip (order-aware);
+    # None: as the model's contrastive projection pooled (model.time_bins); 0: the mean alone
+    time_bins: int | None = None
 
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
         "dropout": Range(0.0, 1.0, high_open=True), "label_smoothing": Range(0.0, 1.0, high_open=True),
-        "mixup": at_least(0.0), "layer_decay": Range(0.0, 1.0, low_open=True),
+        "mixup": at_least(0.0), "layer_decay": Range(0.0, 1.0, low_open=True), "time_bins": at_least(0),
     }
 
 
@@ -222,7 +225,7 @@ def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> Fin
         if ctx.is_main:
             write_rejected(run_dir, train_set, val_set)
         model = AVClassifier(backbone, len(classes), mode=cfg.mode, fusion=cfg.head.fusion, dropout=cfg.head.dropout,
-                             classes=classes, multi_label=train_set.multi_label)
+                             classes=classes, multi_label=train_set.multi_label, time_bins=cfg.head.time_bins)
         loader = build_loader(train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True,
                               drop_last=True, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
         log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",

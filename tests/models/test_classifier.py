@@ -68,11 +68,43 @@ def test_save_load_round_trip(tmp_path, inputs):
     model.save_pretrained(tmp_path / "clf")
     config = json.loads((tmp_path / "clf" / "config.json").read_text())
     assert config["classifier"] == {"mode": "av", "fusion": "joint", "classes": ["a", "b", "c"], "multi_label": True,
-                                    "dropout": 0.2}
+                                    "dropout": 0.2, "time_bins": 0}
     assert is_classifier_folder(tmp_path / "clf")
     loaded = load_classifier(tmp_path / "clf").eval()
     assert (loaded.classes, loaded.mode, loaded.fusion, loaded.multi_label) == (["a", "b", "c"], "av", "joint", True)
     assert torch.equal(model(video, audio), loaded(video, audio))
+
+
+def test_time_bins_pool_the_clip_and_its_stretches_in_order(inputs):
+    video, _ = inputs  # 8 frames: 4 tubelet steps
+    backbone = create_model("tiny", time_bins=2, contrastive_view="full")
+    model = AVClassifier(backbone, 3, mode="video").eval()  # pools as the backbone's projection: 2 stretches
+    assert model.time_bins == 2 and model.feature_dim == 3 * 128
+    features = model.features(video)
+    tokens = model.backbone.forward_features(video=video)["video_tokens"].unflatten(1, (4, 16))  # (B, steps, HW, D)
+    assert torch.allclose(features[:, :128], tokens.mean(dim=(1, 2)), atol=1e-5)
+    stretches = features[:, 128:].unflatten(1, (128, 2))  # (B, D, stretch), earliest stretch first
+    assert torch.allclose(stretches[..., 0], tokens[:, :2].mean(dim=(1, 2)), atol=1e-5)
+    assert torch.allclose(stretches[..., 1], tokens[:, 2:].mean(dim=(1, 2)), atol=1e-5)
+    assert AVClassifier(create_model("tiny", time_bins=2, contrastive_view="full"), 3, time_bins=0).feature_dim == 128
+    joint = AVClassifier(create_model("tiny", time_bins=2, contrastive_view="full"), 3, mode="av", fusion="joint")
+    assert joint.time_bins == 0  # the joint stream interleaves both modalities' tokens: its mean alone
+    with pytest.raises(ValueError, match="time_bins"):
+        AVClassifier(create_model("tiny"), 3, time_bins=-1)
+
+
+def test_time_binned_classifiers_round_trip_and_older_folders_pool_the_mean(tmp_path, inputs):
+    video, _ = inputs
+    model = AVClassifier(create_model("tiny", time_bins=2, contrastive_view="full"), 3).eval()
+    model.save_pretrained(tmp_path / "clf")
+    loaded = load_classifier(tmp_path / "clf")
+    assert loaded.time_bins == 2 and torch.equal(model(video), loaded(video))
+    config_path = tmp_path / "clf" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["classifier"]["time_bins"]  # written before classifiers pooled time stretches
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(RuntimeError, match="head.weight"):  # its head was trained on the mean: 128 features
+        load_classifier(tmp_path / "clf")
 
 
 def test_pretraining_folders_are_backbones_not_classifiers(tmp_path):
