@@ -1,7 +1,8 @@
 """Collapse diagnostics: is each tower still spreading its clips out, and is the contrastive term learning?
 
 A collapsed tower maps every clip to (nearly) one point; its retrieval falls to chance and the
-contrastive loss sits at ln(B), while the reconstruction terms can keep falling, so the loss curve
+alignment loss sits at its no-information level (InfoNCE's ln(B), SwAV's ln(K); Barlow Twins and
+VICReg have none, so only the spread warnings watch them), while the reconstruction terms can keep falling, so the loss curve
 alone hides it. The pure functions here measure the spread of a set of vectors (torch tensors in,
 floats out); `collapse_metrics` gathers them into the flat dict each validation records, and
 `CollapseMonitor` turns that dict into warnings in the log and in the run folder's
@@ -24,7 +25,11 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 COLLAPSED_COS = 0.95  # mean pairwise cosine of a modality's embeddings above this: that tower has collapsed
-CHANCE_TOLERANCE = 0.02  # a contrastive loss within 2 % of ln(B) is at chance
+CHANCE_TOLERANCE = 0.02  # an alignment loss within 2 % of its no-information level is at chance
+# what each objective's no-information level (`val_contrastive_chance`, from the loss's chance_level) is;
+# objectives without one (Barlow Twins, VICReg) get no chance warning
+CHANCE_LEVELS = {"infonce": ("contrastive loss", "B", "clips per validation batch"),
+                 "swav": ("SwAV loss", "K", "SwAV prototypes")}
 WARNINGS_FILE = "collapse_warnings.txt"
 TRAINING_ADVICE = ("when the shared event is small or brief (most pixels and most of the spectrogram are "
                    "nuisance), the tiny recipe's model.input_norm=clip, model.contrastive_view=full, "
@@ -123,17 +128,21 @@ def collapse_metrics(features: Mapping[str, torch.Tensor], embeddings: Mapping[s
     return metrics
 
 
-def chance_warning(metrics: Mapping[str, float]) -> str | None:
-    """The warning for a validation contrastive loss at chance, or None.
+def chance_warning(metrics: Mapping[str, float], objective: str = "infonce") -> str | None:
+    """The warning for a validation alignment loss at chance, or None (always for an objective without
+    a no-information level, `CHANCE_LEVELS`).
 
-    Reads `val_loss_contrastive` and `val_contrastive_chance` (the mean over validation batches of
-    ln(B), B the clips of the batch that have sound: InfoNCE's loss when the scores carry no information).
+    Reads `val_loss_contrastive` and `val_contrastive_chance` (the mean over validation batches of the
+    loss when its scores carry no information: InfoNCE's ln(B), B the clips of the batch that have
+    sound; SwAV's ln(K), K its prototypes).
     """
     loss, chance = metrics.get("val_loss_contrastive"), metrics.get("val_contrastive_chance")
-    if loss is None or chance is None or chance <= 0 or abs(loss - chance) > CHANCE_TOLERANCE * chance:
+    if objective not in CHANCE_LEVELS or loss is None or chance is None or chance <= 0 \
+            or abs(loss - chance) > CHANCE_TOLERANCE * chance:
         return None
-    return (f"the contrastive loss is at chance (ln B): val_loss_contrastive {loss:.3f} vs ln B {chance:.3f} "
-            f"(B = {math.exp(chance):.0f} clips per validation batch), so video and audio are not being matched; "
+    name, count, counted = CHANCE_LEVELS[objective]
+    return (f"the {name} is at chance (ln {count}): val_loss_contrastive {loss:.3f} vs ln {count} {chance:.3f} "
+            f"({count} = {math.exp(chance):.0f} {counted}), so video and audio are not being matched; "
             f"{TRAINING_ADVICE}, and check that the clips have sound and that each clip's picture and sound "
             "show the same event")
 
@@ -189,19 +198,21 @@ class CollapseMonitor:
     """Looks at each validation's metrics and warns about collapse, after the warm-up.
 
     Checks start with the first validation after epoch ceil(warmup_epochs): while the learning
-    rate is still rising a loss near ln(B) and bunched embeddings are normal. Each warning is
+    rate is still rising a loss near ln(B) and bunched embeddings are normal. `objective` (the model's
+    `alignment`) says which chance rule applies (`chance_warning`); the spread warnings apply to all. Each warning is
     logged (module logger, WARNING) and, with `run_dir`, written to `collapse_warnings.txt` as
     `epoch<TAB>message` lines. metrics.jsonl holds only floats, so the count of each validation
     goes there (`after_validation`) and the text goes to the file.
     """
 
-    def __init__(self, warmup_epochs: float, run_dir: str | Path | None = None) -> None:
+    def __init__(self, warmup_epochs: float, run_dir: str | Path | None = None, objective: str = "infonce") -> None:
         self.first_epoch = math.ceil(warmup_epochs) + 1
+        self.objective = objective
         self.path = None if run_dir is None else Path(run_dir) / WARNINGS_FILE
 
     def check(self, epoch: int, metrics: Mapping[str, float]) -> list[str]:
         """The warnings for the validation after `epoch` epochs (logged, and recorded with `run_dir`)."""
-        found = [chance_warning(metrics)] + [spread_warning(metrics, m) for m in MODALITIES]
+        found = [chance_warning(metrics, self.objective)] + [spread_warning(metrics, m) for m in MODALITIES]
         messages = [m for m in found if m is not None] if epoch >= self.first_epoch else []
         for message in messages:
             log.warning("epoch %d: %s", epoch, message)

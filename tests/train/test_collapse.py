@@ -165,3 +165,15 @@ def test_pretraining_records_diagnostics_and_warns_in_its_log(synthetic_corpus, 
     logged = [r for r in caplog.records if r.name == "avssl.train.collapse"]
     assert len(logged) == len(warnings) and all(r.levelname == "WARNING" for r in logged)
     assert "collapse warning(s) in epochs 1; still warned" in caplog.text  # the end-of-run summary
+
+
+def test_chance_rule_follows_the_objective():
+    # InfoNCE at ln B and SwAV at ln K (its prototypes) carry no information; Barlow Twins and VICReg have
+    # no such level, so only their spread is watched
+    monitor = CollapseMonitor(warmup_epochs=0, objective="swav")
+    messages = monitor.check(1, healthy(val_loss_contrastive=math.log(30), val_contrastive_chance=math.log(30)))
+    assert len(messages) == 1 and "the SwAV loss is at chance (ln K)" in messages[0] and "K = 30" in messages[0]
+    for objective in ("barlow", "vicreg"):
+        monitor = CollapseMonitor(warmup_epochs=0, objective=objective)
+        assert monitor.check(1, healthy(val_loss_contrastive=math.log(8))) == []
+        assert "the video embeddings have collapsed" in monitor.check(1, healthy(video_emb_cos=0.99))[0]
