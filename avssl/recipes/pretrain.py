@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -24,6 +23,7 @@ from avssl.data.pipeline import InputPipeline, input_pipeline
 from avssl.data.probe import summarize
 from avssl.data.sampling import SAMPLERS, SHORT_POLICIES
 from avssl.data.scan import scan_source
+from avssl.data.sync import SyncShift
 from avssl.data.shards import ShardDataset, is_shard_source
 from avssl.models.config import ModelConfig
 from avssl.models.factory import create_model
@@ -150,23 +150,26 @@ def data_pipeline(model_cfg: ModelConfig, data: DataConfig) -> InputPipeline:
                           clip_duration=data.clip_duration)
 
 
-def training_dataset(source: str, data: DataConfig, pipeline: InputPipeline, seed: int
-                     ) -> ClipDataset | ShardDataset:
+def training_dataset(source: str, data: DataConfig, pipeline: InputPipeline, seed: int,
+                     sync: SyncShift | None = None) -> ClipDataset | ShardDataset:
     """The training clips of `source` (files, folders, CSV or shards: `open_dataset`) as `data` says:
-    its sampler, clips per video, short-video policy and augmentations."""
+    its sampler, clips per video, short-video policy and augmentations; `sync`: with shifted sound
+    for the synchronisation task."""
     return open_dataset(source, sampler=data.sampler, clips_per_video=data.clips_per_video, train=True, seed=seed,
-                        short=data.short_videos, augment=data.augment, **pipeline.dataset_kwargs())
+                        short=data.short_videos, augment=data.augment, sync=sync, **pipeline.dataset_kwargs())
 
 
 def build_datasets(cfg: PretrainConfig, model_cfg: ModelConfig, run_dir: Path
                    ) -> tuple[ClipDataset | ShardDataset, ClipDataset | ShardDataset]:
     """Training and validation clip datasets whose clips match what the model was built for
-    (a ShardDataset for shards: streamed, split over ranks by the loader, read once for validation)."""
+    (a ShardDataset for shards: streamed, split over ranks by the loader, read once for validation),
+    both with the shifted sound of the synchronisation task when the model has one."""
     train_source, val_source = split_sources(cfg.data, run_dir, cfg.seed)
     pipeline = data_pipeline(model_cfg, cfg.data)
-    train = training_dataset(train_source, cfg.data, pipeline, cfg.seed)
+    sync = SyncShift.from_config(model_cfg)
+    train = training_dataset(train_source, cfg.data, pipeline, cfg.seed, sync)
     val = open_dataset(val_source, sampler="constant", train=False, seed=cfg.seed, short=cfg.data.short_videos,
-                       **pipeline.dataset_kwargs())
+                       sync=sync, **pipeline.dataset_kwargs())
     return train, val
 
 
@@ -197,27 +200,32 @@ def write_rejected(run_dir: Path, *datasets: ClipDataset | ShardDataset) -> Path
     return path
 
 
+SYNC_KEYS = ("sync_audio", "sync_offset")  # a batch's inputs of the synchronisation task, when it has them
+
+
 def pretrain_step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """One pretraining forward: the model returns its total loss and each term."""
-    return model(batch["video"], batch["audio"], batch["has_audio"])
+    return model(batch["video"], batch["audio"], batch["has_audio"], **{k: batch[k] for k in SYNC_KEYS if k in batch})
 
 
 def _validation_pass(model: nn.Module, batches: Iterable[dict[str, Any]], device: torch.device
                      ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """One pass over validation batches: the mean of each loss term (`val_<term>`) and of the
-    contrastive term's chance level (`val_contrastive_chance`: ln of the clips with sound in a batch,
-    InfoNCE's loss when its scores carry no information); and the pooled features ("video",
-    "audio") and embeddings ("video_emb", "audio_emb") of all clips with sound."""
+    """One pass over validation batches: the mean of each loss term (`val_<term>`) and, for an alignment
+    objective that has one, of its chance level (`val_contrastive_chance`: the loss when its scores
+    carry no information, e.g. InfoNCE's ln of the clips with sound in a batch); and the pooled features
+    ("video", "audio") and embeddings ("video_emb", "audio_emb") of all clips with sound."""
     sums: dict[str, float] = {}
     parts: dict[str, list[torch.Tensor]] = {}
     count = 0
     for batch in batches:
         video, audio = batch["video"].to(device), batch["audio"].to(device)
         has_audio = batch["has_audio"].to(device)
-        out = model(video, audio, has_audio)
+        out = model(video, audio, has_audio, **{k: batch[k].to(device) for k in SYNC_KEYS if k in batch})
         keep = has_audio.bool()
         terms = {key: float(value) for key, value in out.items() if key.startswith("loss")}
-        terms["contrastive_chance"] = math.log(max(int(keep.sum()), 1))
+        chance = model.contrastive.chance_level(int(keep.sum()))
+        if chance is not None:
+            terms["contrastive_chance"] = chance
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value
         for key, value in model.features_and_embeddings(video[keep], audio[keep]).items():
@@ -279,7 +287,7 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
             log.warning("only %d validation clips: retrieval R@1 among them is coarse (chance %.0f %%); "
                         "give more held-out videos with data.val or data.val_fraction",
                         len(val_set), 100 / max(len(val_set), 1))
-        monitor = CollapseMonitor(cfg.train.warmup_epochs, run_dir)
+        monitor = CollapseMonitor(cfg.train.warmup_epochs, run_dir, model.config.alignment)
         trainer = Trainer(
             model, loader, pretrain_step, cfg.train, run_dir, ctx,
             evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,
