@@ -1,4 +1,4 @@
-"""`avssl evaluate retrieval|linear-probe`: score a checkpoint without training it."""
+"""`avssl evaluate retrieval|linear-probe|sync`: score a checkpoint without training it."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +9,10 @@ from avssl.cli.embed import add_common_embedding_args
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a checkpoint: cross-modal retrieval or a linear probe",
+        help="evaluate a checkpoint: cross-modal retrieval, a linear probe or audio-visual synchronisation",
         description="Evaluate a checkpoint. Examples: avssl evaluate retrieval --checkpoint runs/pretrain "
         "videos/val.csv --json val.json;  avssl evaluate linear-probe --checkpoint runs/pretrain "
-        "--train data/train.csv --val data/val.csv",
+        "--train data/train.csv --val data/val.csv;  avssl evaluate sync --checkpoint runs/pretrain videos/val.csv",
     )
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
 
@@ -54,6 +54,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
     probe.set_defaults(func=run_linear_probe)
 
+    sync = tasks.add_parser(
+        "sync", help="offset accuracy of the synchronisation head (models pretrained with model.sync_weight > 0)",
+        description="Each clip's sound is moved by one of the model's offsets (model.sync_offsets evenly spaced "
+        "in +-model.sync_max_shift seconds, drawn with --seed) and the sync head names the offset; prints offset "
+        "accuracy with its chance level, accuracy within one offset, in-sync-or-not accuracy and the mean "
+        "error in seconds.",
+    )
+    sync.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder (its best) or weights")
+    sync.add_argument("data", help="folder of videos, folder of class folders, or CSV manifest")
+    sync.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the offsets drawn (default 0)")
+    sync.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
+    add_common_embedding_args(sync)
+    sync.set_defaults(func=run_sync)
+
 
 def _print_and_save(metrics: dict, json_path: str | None) -> None:
     from avssl.tasks.evaluate import write_json
@@ -85,5 +99,14 @@ def run_linear_probe(args: argparse.Namespace) -> int:
     metrics = linear_probe(args.checkpoint, args.train, args.val, mode=args.mode, clips=args.clips,
                            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
                            show_progress=True)
+    _print_and_save(metrics, args.json)
+    return 0
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from avssl.tasks.sync import evaluate_sync
+
+    metrics = evaluate_sync(args.checkpoint, args.data, seed=args.seed, clips_per_video=args.clips_per_video,
+                            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device)
     _print_and_save(metrics, args.json)
     return 0
