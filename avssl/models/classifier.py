@@ -44,7 +44,8 @@ Fusion = Literal["concat", "mean", "joint"]
 MODES: tuple[str, ...] = ("video", "audio", "av")
 FUSIONS: tuple[str, ...] = ("concat", "mean", "joint")
 CLASSIFIER_KEY = "classifier"  # the entry of config.json that marks a classifier folder
-_UNUSED_BY_CLASSIFIER = ("decoder", "video_proj", "audio_proj", "video_proj_norm", "audio_proj_norm", "contrastive")
+_UNUSED_BY_CLASSIFIER = ("decoder", "video_proj", "audio_proj", "video_proj_norm", "audio_proj_norm", "contrastive",
+                         "sync_head")
 
 
 class AVClassifier(SavesPretrained, nn.Module):
