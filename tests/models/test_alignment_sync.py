@@ -88,3 +88,11 @@ def test_sync_head_learns_to_read_an_offset():
     with torch.no_grad():
         accuracy = (model.eval().sync_logits(video, audio).argmax(dim=1) == offset).float().mean()
     assert accuracy > 0.7
+
+
+def test_a_classifier_drops_the_sync_head_and_the_prototypes():
+    from avssl.models.classifier import AVClassifier
+
+    backbone = create_model("tiny", alignment="swav", swav_prototypes=8, sync_weight=0.5)
+    names = [name for name, _ in AVClassifier(backbone, 3, mode="av").named_parameters()]
+    assert names and not any(n.startswith(("backbone.sync_head", "backbone.contrastive")) for n in names)
