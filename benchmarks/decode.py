@@ -18,8 +18,7 @@ from typing import Callable
 import numpy as np
 
 from avssl.data.decode import decode_clip
-from avssl.data.manifest import read_source
-from avssl.data.probe import probe
+from avssl.data.scan import scan_source
 from avssl.data.synthetic import make_corpus, write_video
 
 Window = tuple[str, float, float]
@@ -58,15 +57,17 @@ def make_benchmark_corpora(root: Path, *, num_videos: int = 6, seconds: float = 
 
 
 def _windows(directory: Path, clips: int, seconds: float, seed: int) -> list[Window]:
-    infos = [info for info in probe([e.path for e in read_source(directory)], cache=False) if info.ok]
-    if not infos:
+    """`clips` random windows of `seconds` in the usable entries of `directory`, scanned as a dataset
+    scans its source (the probe cache left alone)."""
+    usable = scan_source(directory, probe_cache=False).usable
+    if not usable:
         raise SystemExit(f"no decodable videos in {directory}")
     rng = np.random.default_rng(seed)
     windows = []
     for _ in range(clips):
-        info = infos[rng.integers(len(infos))]
-        start = float(rng.uniform(0, max(0.0, info.duration - seconds)))
-        windows.append((info.path, start, start + seconds))
+        scanned = usable[rng.integers(len(usable))]
+        start = scanned.start + float(rng.uniform(0, max(0.0, scanned.length - seconds)))
+        windows.append((scanned.entry.path, start, start + seconds))
     return windows
 
 

@@ -5,8 +5,10 @@ decoded, to prove the stream is readable), checks the duration against the other
 (frame count, stream start, the container's duration: a damaged clock can claim 1e11 s, which a
 sampler would cut into that many clip windows) and checks that the streams the decoder reads can
 seek. It never raises, whatever PyAV raises on a bad file: it returns ok=False with a specific
-reason. `probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an
-unchanged corpus a second time costs one stat per file.
+reason. With ``audio_alone=True`` (a retrieval query, which may be a sound file) a file without a
+video stream is judged the same way on its audio stream's packets instead of being refused.
+`probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an unchanged corpus a
+second time costs one stat per file.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: absurd durations and unseekable streams are rejected
+CACHE_VERSION = 3  # 2: absurd durations and unseekable streams are rejected; 3: has_video recorded
 # Longer than this is a damaged clock, not a video.
 MAX_DURATION = 24 * 3600.0
 # Seconds per frame on average above which the clock, not the content, is what is slow.
@@ -47,7 +49,8 @@ _SIGNATURES = ((4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")), (0, 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What `probe_file` learned about one file (see module docstring); `reason` is "" when ok."""
+    """What `probe_file` learned about one file (see module docstring); `reason` is "" when ok.
+    `has_video`: the file has a video stream (an ``audio_alone`` probe accepts files without one)."""
 
     path: str
     ok: bool
@@ -58,6 +61,7 @@ class VideoInfo:
     width: int = 0
     height: int = 0
     video_codec: str = ""
+    has_video: bool = False
     has_audio: bool = False
     audio_rate: int = 0
     audio_channels: int = 0
@@ -106,16 +110,19 @@ def _looks_like_media(path: Path) -> bool:
     return any(head[offset:offset + len(magic)] == magic for offset, magics in _SIGNATURES for magic in magics)
 
 
-def probe_file(path: str | Path) -> VideoInfo:
-    """Probe one file; never raises for a bad file (ok=False and a specific reason instead)."""
+def probe_file(path: str | Path, *, audio_alone: bool = False) -> VideoInfo:
+    """Probe one file; never raises for a bad file (ok=False and a specific reason instead).
+
+    audio_alone: accept a file with sound and no video stream, judged on its audio packets (its
+    ``has_video`` is False); corpora leave it off, since every clip needs frames."""
     try:
-        return _probe_file(path)
+        return _probe_file(path, audio_alone)
     except Exception as err:  # PyAV raises more than FFmpegError on damaged data; one file must not stop a scan
         log.debug("probing %s failed", path, exc_info=True)
         return VideoInfo(str(path), False, f"unreadable ({type(err).__name__}: {err})")
 
 
-def _probe_file(path: str | Path) -> VideoInfo:
+def _probe_file(path: str | Path, audio_alone: bool) -> VideoInfo:
     name = str(path)
     try:
         size = os.stat(path).st_size
@@ -136,26 +143,35 @@ def _probe_file(path: str | Path) -> VideoInfo:
                 return VideoInfo(name, False, f"truncated ({message})", size_bytes=size)
             return VideoInfo(name, False, f"not a media file ({message})", size_bytes=size)
         with container:
-            return _probe_container(container, name, size, logs)
+            return _probe_container(container, name, size, logs, audio_alone)
 
 
-def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
+def _probe_container(container, name: str, size: int, logs: list, audio_alone: bool) -> VideoInfo:
     audio_track = audio_stream(container)
     audio = audio_track.codec_context if audio_track else None
-    base = VideoInfo(name, True, "", size_bytes=size, has_audio=audio is not None,
-                     audio_rate=audio.sample_rate if audio else 0, audio_channels=audio.channels if audio else 0)
     video = video_stream(container)
+    base = VideoInfo(name, True, "", size_bytes=size, has_video=video is not None, has_audio=audio is not None,
+                     audio_rate=audio.sample_rate if audio else 0, audio_channels=audio.channels if audio else 0)
     if video is None:
-        return replace(base, ok=False, reason="no video stream")
+        if audio_alone and audio_track is not None:
+            return _judge_stream(container, audio_track, base, logs, [audio_track])
+        return replace(base, ok=False, reason="no video stream and no decodable audio stream" if audio_alone else "no video stream")
     if video.codec_context is None:  # e.g. an MP4 whose sample description box is damaged
         return replace(base, ok=False, reason="no decoder for the video stream")
-    fps = float(video.average_rate or video.guessed_rate or 0)
-    start = stream_start(video)
-    info = replace(base, start=start, fps=fps, width=video.codec_context.width, height=video.codec_context.height,
-                   video_codec=video.codec_context.name)
-    scan = _PacketScan(video)
+    info = replace(base, fps=float(video.average_rate or video.guessed_rate or 0), width=video.codec_context.width,
+                   height=video.codec_context.height, video_codec=video.codec_context.name)
+    return _judge_stream(container, video, info, logs, [video, audio_track])
+
+
+def _judge_stream(container, stream, info: VideoInfo, logs: list, seekable: list) -> VideoInfo:
+    """`info` completed from the packets of `stream` (the video, or the sound of an audio-alone probe):
+    its start and duration, then the verdict; every stream of `seekable` must seek as the decoder does."""
+    kind = stream.type
+    start = stream_start(stream)
+    info = replace(info, start=start)
+    scan = _PacketScan(stream)
     try:
-        for packet in container.demux(video):
+        for packet in container.demux(stream):
             scan.add(packet)
         scan.finish()
     except av.error.FFmpegError as err:
@@ -163,12 +179,14 @@ def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
     except IndexError:  # PyAV's answer to a packet of a stream that appears mid-file
         return replace(info, ok=False, reason="damaged (a packet of a stream the header did not announce)")
     if scan.count == 0 and not logs:
-        return replace(info, ok=False, reason="zero duration (no video packets)")
+        return replace(info, ok=False, reason=f"zero duration (no {kind} packets)")
     duration = scan.duration(start)
     if duration is None:
-        duration = _declared_duration(video, container, start) or 0.0
-    info = replace(info, duration=duration, fps=fps or (scan.count / duration if duration > 0 else 0.0))
-    problem = _truncation(video, scan, info, logs)
+        duration = _declared_duration(stream, container, start) or 0.0
+    info = replace(info, duration=duration)
+    if kind == "video" and not info.fps:  # no declared rate: the packets' own
+        info = replace(info, fps=scan.count / duration if duration > 0 else 0.0)
+    problem = _truncation(stream, scan, info, logs)
     if problem:
         return replace(info, ok=False, reason=f"truncated ({problem})")
     if duration <= 0:
@@ -177,29 +195,30 @@ def _probe_container(container, name: str, size: int, logs: list) -> VideoInfo:
     if problem:
         return replace(info, ok=False, reason=problem)
     if scan.decode_error or not scan.decoded:
-        return replace(info, ok=False, reason=f"undecodable video ({scan.decode_error or 'no frame decoded'})")
-    problem = _unseekable(container, [video, audio_track], duration)
+        return replace(info, ok=False, reason=f"undecodable {kind} ({scan.decode_error or 'no frame decoded'})")
+    problem = _unseekable(container, seekable, duration)
     if problem:
         return replace(info, ok=False, reason=f"unseekable ({problem})")
     return info
 
 
 def _implausible_clock(container, scan: _PacketScan, start: float, duration: float) -> str:
-    """Why the stream facts contradict the video's clock ("" when they do not): a duration longer
-    than MAX_DURATION, frames MAX_FRAME_INTERVAL apart on average, a stream start far after its
-    first packets (clip times count from the start), or video packets spanning far more than the
+    """Why the stream facts contradict the scanned stream's clock ("" when they do not): a duration
+    longer than MAX_DURATION, frames MAX_FRAME_INTERVAL apart on average, a stream start far after its
+    first packets (clip times count from the start), or its packets spanning far more than the
     container's duration (which covers every stream). A stream header's own duration is not used:
     it can be shorter than its packets in a valid file (an MP4 with B-frames counts decoding times)."""
     if not math.isfinite(duration) or duration > MAX_DURATION:
         return f"absurd duration ({duration:.4g} s, more than {MAX_DURATION / 3600:g} h)"
     if scan.count and duration / scan.count > MAX_FRAME_INTERVAL:
         return f"absurd duration ({duration:.4g} s for {scan.count} frames)"
+    kind = scan.stream.type
     first = scan.start()
     if first is not None and start - first > 1.0:
-        return f"inconsistent timestamps (the video starts at {start:.2f} s, its packets at {first:.2f} s)"
+        return f"inconsistent timestamps (the {kind} starts at {start:.2f} s, its packets at {first:.2f} s)"
     whole = container.duration / 1_000_000 if container.duration else None
     if whole and duration > 1.5 * whole + 1.0:
-        return f"inconsistent duration (video packets span {duration:.2f} s, the container says {whole:.2f} s)"
+        return f"inconsistent duration ({kind} packets span {duration:.2f} s, the container says {whole:.2f} s)"
     return ""
 
 
@@ -216,7 +235,8 @@ def _unseekable(container, streams: list, duration: float) -> str:
 
 
 class _PacketScan:
-    """Walks the demuxed video packets: count, time span, and one decoded frame as a health check."""
+    """Walks the demuxed packets of one stream (the video, or an audio-alone file's sound): count, time span,
+    and one decoded frame as a health check."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -226,8 +246,9 @@ class _PacketScan:
         self.last_corrupt = False
         self.decoded = False
         self.decode_error = ""
-        # a packet without a duration is taken to last one frame
-        self.frame_ticks = max(1, round(1 / (float(stream.average_rate or 25) * stream.time_base)))
+        # a packet without a duration is taken to last one frame (1/25 s where no frame rate is known)
+        rate = stream.average_rate if stream.type == "video" else None
+        self.frame_ticks = max(1, round(1 / (float(rate or 25) * stream.time_base)))
         configure_decoder(stream)
 
     def add(self, packet: av.Packet) -> None:
@@ -292,13 +313,13 @@ def _truncation(stream, scan: _PacketScan, info: VideoInfo, logs: list) -> str:
         return hints[-1]
     declared_frames = stream.frames
     if declared_frames and scan.count + max(2, declared_frames // 100) < declared_frames:
-        return f"{scan.count} of {declared_frames} video packets"
+        return f"{scan.count} of {declared_frames} {stream.type} packets"
     if scan.last_corrupt:
         return "last video packet is corrupt"
     frame = 1 / info.fps if info.fps else 0.04
     claimed = _stream_duration(stream)
     if claimed and claimed - info.duration > max(3 * frame, 0.02 * claimed):
-        return f"video packets end at {info.duration:.2f} s of {claimed:.2f} s"
+        return f"{stream.type} packets end at {info.duration:.2f} s of {claimed:.2f} s"
     return ""
 
 

@@ -20,13 +20,13 @@ import logging
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import av
 import torch
 from PIL import Image
 
 from avssl.data.audio import AudioTransform
-from avssl.data.decode import DecodedClip, video_stream
+from avssl.data.decode import DecodeError, DecodedClip
 from avssl.data.pipeline import input_pipeline
+from avssl.data.probe import VideoInfo, probe_file
 from avssl.data.sampling import make_sampler
 from avssl.data.video import VideoTransform
 from avssl.models.av_model import AVModel
@@ -108,30 +108,23 @@ def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-class MediaInfo(NamedTuple):
-    """What a query file holds, read from its container."""
-
-    duration: float  # seconds
-    has_video: bool
-    has_audio: bool
-
-
-def media_info(path: str | Path) -> MediaInfo:
-    """Length and streams of an audio or video file (an image is not media)."""
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            streams = [s for s in container.streams if s.duration is not None and s.time_base is not None]
-            duration = (container.duration / av.time_base if container.duration is not None
-                        else max((float(s.duration * s.time_base) for s in streams), default=0.0))
-            return MediaInfo(duration, video_stream(container) is not None, bool(container.streams.audio))
-    except av.error.FFmpegError as err:
-        raise ValueError(f"cannot read {path} as audio or video: {err}") from err
+def media_info(path: str | Path) -> VideoInfo:
+    """Length, streams and verdict of an audio or video query file (an image is not media), from the
+    probe that judges a corpus's videos (`probe_file`, sound-only files accepted), so a query's length
+    is the one its gallery rows were cut from. Raises ValueError for a file with neither stream."""
+    info = probe_file(path, audio_alone=True)
+    if not info.has_video and not info.has_audio:
+        raise ValueError(f"cannot read {path} as audio or video: {info.reason}")
+    return info
 
 
 def query_window(path: str | Path, clip_duration: float) -> tuple[float, float]:
-    """The centre clip of a file, chosen as the embedding sampler chooses gallery clips."""
-    duration = media_info(path).duration
-    window = make_sampler("constant", clip_duration).sample(duration, seed=0, epoch=0, index=0, item=0)
+    """The centre clip of a file, chosen as the embedding sampler chooses gallery clips. A file the
+    probe refuses has none: DecodeError with the probe's reason, as the decoder reports a bad file."""
+    info = media_info(path)
+    if not info.ok:
+        raise DecodeError(f"{path}: {info.reason}")
+    window = make_sampler("constant", clip_duration).sample(info.duration, seed=0, epoch=0, index=0, item=0)
     return window[0].start, window[0].end
 
 

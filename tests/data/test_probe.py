@@ -106,6 +106,22 @@ def test_files_that_are_not_videos(tmp_path, write_test_video):
     assert probe_file(tmp_path).reason == "a folder, not a file"
 
 
+def test_an_audio_alone_probe_judges_sound_files_on_their_audio_packets(tmp_path, write_test_video):
+    """Retrieval queries may be sound files: `audio_alone` accepts them, and still refuses non-media."""
+    sound = probe_file(write_test_video("sound.m4a", video=False, duration=1.5), audio_alone=True)
+    assert sound.ok and not sound.has_video and sound.has_audio and sound.audio_rate == 16000
+    assert sound.duration == pytest.approx(1.5, abs=0.07)  # AAC pads to frames of 64 ms at 16 kHz
+    assert sound.fps == 0 and sound.video_codec == ""
+    video = write_test_video("clip.mp4")
+    assert probe_file(video).has_video and probe_file(video, audio_alone=True) == probe_file(video)  # as always
+    (tmp_path / "notes.m4a").write_text("these are notes, not a sound\n" * 20)
+    notes = probe_file(tmp_path / "notes.m4a", audio_alone=True)
+    assert notes.reason.startswith("not a media file (")
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(write_test_video("long.m4a", video=False, duration=3.0).read_bytes()[:3000])
+    assert probe_file(cut, audio_alone=True).reason.startswith("truncated (")
+
+
 def test_zero_duration_and_undecodable_video(tmp_path):
     empty = write_video(tmp_path / "empty.mkv", np.zeros((0, 48, 64, 3), np.uint8), 16,
                         np.zeros((1, 8000), np.float32))
