@@ -114,16 +114,23 @@ class RandomSampler(_Sampler):
 
 
 @dataclass(frozen=True)
-class RandomMultiSampler(_Sampler):
-    """One item = ``clips_per_video`` independent random windows from the same file,
-    decoded from one open container (cheaper than separate items)."""
+class _PerVideoSampler(_Sampler):
+    """The base of the samplers that take ``clips_per_video`` windows from each video: checks the count."""
 
-    clips_per_video: int = 2
+    clips_per_video: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
+
+
+@dataclass(frozen=True)
+class RandomMultiSampler(_PerVideoSampler):
+    """One item = ``clips_per_video`` independent random windows from the same file,
+    decoded from one open container (cheaper than separate items)."""
+
+    clips_per_video: int = 2
 
     def num_items(self, duration: float) -> int:
         return 0 if self._skips(duration) else 1
@@ -167,17 +174,10 @@ class UniformSampler(_Sampler):
 
 
 @dataclass(frozen=True)
-class ConstantSampler(_Sampler):
+class ConstantSampler(_PerVideoSampler):
     """``clips_per_video`` windows evenly spaced from the first to the last possible
     start (one window: the centre); each window is an item. For evaluation with a
     fixed number of views per video (short padded videos repeat the same window)."""
-
-    clips_per_video: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.clips_per_video < 1:
-            raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
 
     def num_items(self, duration: float) -> int:
         return 0 if self._skips(duration) else self.clips_per_video
