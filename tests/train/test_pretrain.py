@@ -86,6 +86,22 @@ def fail_at_call(monkeypatch: pytest.MonkeyPatch, call: int, fail: Callable[[], 
     monkeypatch.setattr(pretrain_module, "pretrain_step", step)
 
 
+def poison_loss_at(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[str, int]:
+    """Make the loss of the `call`-th pretraining step NaN; the returned {"n": ...} counts the steps run."""
+    calls = {"n": 0}
+    original = pretrain_module.pretrain_step
+
+    def poisoned_step(model, batch):
+        out = original(model, batch)
+        calls["n"] += 1
+        if calls["n"] == call:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    return calls
+
+
 @pytest.mark.slow
 def test_tiny_run_learns_and_writes_its_run_folder(synthetic_corpus, tmp_path):
     result = run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run"))
@@ -229,17 +245,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_error_line_and_keeps_the_last_one(sy
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_corpus, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = pretrain_module.pretrain_step
-
-    def poisoned_step(model, batch):
-        out = original(model, batch)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    poison_loss_at(monkeypatch, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3"):
         run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", "train.checkpoint_every=1"))
     last = resolve_checkpoint(tmp_path / "run")
@@ -249,17 +255,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_corpus, 
 
 def test_a_nan_is_caught_at_the_next_log_step_without_a_sync_per_step(synthetic_corpus, tmp_path, monkeypatch):
     # 6 steps an epoch (24 clips, batch 4); rows and checkpoints every 3 steps; the loss is NaN at step 4
-    calls = {"n": 0}
-    original = pretrain_module.pretrain_step
-
-    def poisoned_step(model, batch):
-        out = original(model, batch)
-        calls["n"] += 1
-        if calls["n"] == 4:
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    calls = poison_loss_at(monkeypatch, 4)
     with pytest.raises(NonFiniteLossError, match=r"at step 4 \(found at step 6"):
         run_pretrain(tiny_config(synthetic_corpus, tmp_path / "run", "data.batch_size=4", "train.log_every=3",
                                  "train.checkpoint_every=3"))
