@@ -23,7 +23,8 @@ first proposed in issue 13, on purpose:
   have nowhere to live.
 
 Imports are read with `ast` from every module, including those inside functions (a lazy import
-is still a dependency) and relative ones.
+is still a dependency), relative ones and module names written as strings for `import_module` (a
+lazy re-export table); only the core package's own table may name every layer.
 """
 from __future__ import annotations
 
@@ -69,10 +70,11 @@ def is_module(dotted: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def imports_in(source: str, name: str, is_package: bool = False) -> list[tuple[int, str]]:
+def imports_in(source: str, name: str, is_package: bool = False, strings: bool = True) -> list[tuple[int, str]]:
     """(line, module) of every avssl import in the source of module `name`, wherever it stands
-    (inside functions too); relative imports are resolved, and `from avssl.x import y` counts as an
-    import of avssl.x.y when y is a module."""
+    (inside functions too); relative imports are resolved, `from avssl.x import y` counts as an
+    import of avssl.x.y when y is a module, and so does a string that is a module's full name (what
+    `import_module` is given) unless `strings` is False."""
     package = name if is_package else name.rpartition(".")[0]
     found = []
     for node in ast.walk(ast.parse(source)):
@@ -85,11 +87,16 @@ def imports_in(source: str, name: str, is_package: bool = False) -> list[tuple[i
                 target = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             found += [(node.lineno, f"{target}.{alias.name}" if is_module(f"{target}.{alias.name}") else target)
                       for alias in node.names]
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += [(node.lineno, node.value)] if node.value.startswith("avssl.") and is_module(node.value) else []
     return [(line, target) for line, target in found if target == "avssl" or target.startswith("avssl.")]
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
-    return imports_in(path.read_text(), module_name(path), path.name == "__init__.py")
+    """The avssl imports of one module; the core package's re-export table (strings) is allowed to
+    name every layer, so its strings are not read."""
+    name = module_name(path)
+    return imports_in(path.read_text(), name, path.name == "__init__.py", strings=name != "avssl")
 
 
 def upward_imports() -> list[str]:
@@ -127,6 +134,8 @@ def test_the_checker_sees_lazy_relative_and_submodule_imports():
               "from . import factory\n")
     assert imports_in(source, "avssl.models.classifier") == [
         (5, "avssl.train.checkpoint"), (6, "avssl.models.factory"), (3, "avssl.train.trainer"), (4, "avssl.cli")]
+    assert imports_in('EXPORTS = {"run_pretrain": "avssl.recipes.pretrain", "note": "avssl.nothing"}\n',
+                      "avssl.data") == [(1, "avssl.recipes.pretrain")]
     assert layer_of("avssl.models.factory") < layer_of("avssl.train.trainer") < layer_of("avssl.cli")
     assert layer_of("avssl.losses") < layer_of("avssl.models.av_model")
     assert layer_of("avssl.tasks.metrics") < layer_of("avssl.recipes.pretrain")
