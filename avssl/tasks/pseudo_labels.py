@@ -45,7 +45,7 @@ class PseudoLabelConfig:
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
         "rounds": at_least(1), "threshold": Range(0.0, 1.0), "top_k": at_least(0), "labels": OneOf(("hard", "soft")),
         "mixup": at_least(0.0), "drop_path": Range(0.0, 1.0, high_open=True), "freq_mask": at_least(0),
-        "time_mask": Range(0.0, 1.0),
+        "time_mask": Range(0.0, 1.0), "crop_scale": Range(0.0, 1.0, low_open=True),
     }
 
 
