@@ -2,16 +2,12 @@
 code (YuanGongND/cav-mae) does; where avssl differs by default, the choice is an explicit option."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import avssl
@@ -24,6 +20,7 @@ from avssl.losses import ContrastiveLoss
 from avssl.tasks.embed import clip_dataset
 from avssl.recipes.finetune import FinetuneConfig, soft_targets
 from avssl.recipes.pretrain import PretrainConfig
+from gloo_ranks import run_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "avssl" / "configs" / "pretrain"
@@ -89,26 +86,22 @@ def test_model_config_carries_the_contrastive_options_and_base_yaml_sets_cavmae(
 WORLD, LOCAL = 2, 4
 
 
-def _local_worker(rank: int, rendezvous: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
+def _rank_losses(rank: int) -> dict[str, torch.Tensor]:
+    """One rank's video-to-audio loss over its rows with local and with global negatives (run by `run_ranks`)."""
     torch.manual_seed(1)
     video, audio = (F.normalize(torch.randn(WORLD * LOCAL, 8), dim=-1) for _ in range(2))
     rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
     losses = {gather: ContrastiveLoss(0.05, gather=gather, directions="video_to_audio").train()(video[rows], audio[rows])
               for gather in ("local", "global")}
-    torch.save({k: v.detach() for k, v in losses.items()}, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    os._exit(0)  # skip gloo's teardown, which can abort at interpreter exit
+    return {k: v.detach() for k, v in losses.items()}
 
 
 def test_local_gather_keeps_each_rank_to_its_own_negatives(tmp_path):
-    mp.spawn(_local_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = run_ranks(_rank_losses, WORLD, tmp_path)
     torch.manual_seed(1)
     video, audio = (F.normalize(torch.randn(WORLD * LOCAL, 8), dim=-1) for _ in range(2))
     for rank in range(WORLD):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = ranks[rank]
         rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
         assert got["local"].item() == pytest.approx(_cavmae_nce(video[rows], audio[rows], 0.05).item(), rel=1e-5)
         assert got["global"].item() != pytest.approx(got["local"].item(), rel=1e-3)  # 8 candidates, not 4

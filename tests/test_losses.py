@@ -1,14 +1,11 @@
 import math
-import os
-import sys
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from avssl.losses import ContrastiveLoss, info_nce, mae_loss
+from gloo_ranks import run_ranks
 
 
 def _pairs(batch=6, dim=8, seed=0):
@@ -102,26 +99,19 @@ def _global_batch():
     return video, audio, valid
 
 
-def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
+def _rank_loss(rank: int) -> dict[str, torch.Tensor]:
+    """One rank's loss and gradients for its rows of the global batch (run by `run_ranks`)."""
     video, audio, valid = _global_batch()
     rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
     video, audio = video[rows].clone().requires_grad_(True), audio[rows].clone().requires_grad_(True)
     loss_fn = ContrastiveLoss(temperature=0.07, learnable=True).train()
     loss = loss_fn(video, audio, valid[rows])
     loss.backward()
-    torch.save({"loss": loss.detach(), "video": video.grad, "audio": audio.grad, "scale": loss_fn.logit_scale.grad},
-               os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip gloo's teardown, which can abort at interpreter exit
+    return {"loss": loss.detach(), "video": video.grad, "audio": audio.grad, "scale": loss_fn.logit_scale.grad}
 
 
 def test_gathered_loss_and_gradients_match_single_process(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = run_ranks(_rank_loss, WORLD, tmp_path)
 
     video, audio, valid = _global_batch()
     video.requires_grad_(True)

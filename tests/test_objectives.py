@@ -4,13 +4,9 @@ collapse, so the check can fail), and the gathered losses under two gloo process
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -18,6 +14,7 @@ from avssl.losses import ContrastiveLoss
 from avssl.models.config import ModelConfig
 from avssl.objectives import BarlowTwinsLoss, SwAVLoss, VICRegLoss, make_alignment, sinkhorn
 from avssl.train.collapse import alignment, mean_pairwise_cosine
+from gloo_ranks import run_ranks
 
 
 # ---- hand-computed values ---------------------------------------------------------------------------
@@ -184,20 +181,13 @@ def _loss_and_grads(kind: str, rows: slice) -> dict[str, torch.Tensor]:
     return grads
 
 
-def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
-    results = {kind: _loss_and_grads(kind, slice(rank * LOCAL, (rank + 1) * LOCAL)) for kind in KINDS}
-    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip gloo's teardown, which can abort at interpreter exit
+def _rank_losses(rank: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Each objective's loss and gradients for one rank's rows of the global batch (run by `run_ranks`)."""
+    return {kind: _loss_and_grads(kind, slice(rank * LOCAL, (rank + 1) * LOCAL)) for kind in KINDS}
 
 
 def test_gathered_losses_match_one_process(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = run_ranks(_rank_losses, WORLD, tmp_path)
     for kind in KINDS:
         single = _loss_and_grads(kind, slice(None))
         losses = torch.stack([r[kind]["loss"] for r in ranks])
