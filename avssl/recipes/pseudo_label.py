@@ -4,24 +4,30 @@ and many unlabeled clips.
 Round 0 is the plain fine-tuning recipe on the labelled clips: the first teacher. Each round then
 (1) scores every unlabeled clip with the teacher (data.eval_clips x data.eval_crops views averaged),
 (2) keeps the confident ones as pseudo labels (`pseudo_label.threshold` / `top_k` per class, `hard`
-or `soft`; `avssl.tasks.pseudo_labels`), and (3) fine-tunes a student from the same initialisation
-(`init`, the teacher's architecture) on labelled + pseudo-labelled clips with more noise than the
-teacher had: mixup, drop-path, harder crops and SpecAugment (Xie et al., CVPR 2020). The student is
-the next round's teacher. Every round is a run of `run_finetune` in OUT/round<r>/; OUT/ itself holds
-config.yaml, metrics.jsonl (split "pseudo_label": each round's teacher top-1 and pseudo-label
-statistics), pseudo_labels/round<r>.csv and report.html.
+or `soft`; `avssl.tasks.pseudo_labels`), and (3) fine-tunes a student on labelled + pseudo-labelled
+clips with more noise than the teacher had: mixup, drop-path, harder crops and SpecAugment (Xie et
+al., CVPR 2020). The student is the next round's teacher. Its architecture is the teacher's or, with
+`pseudo_label.student_model`, a larger one; its weights are the run's `init` while it keeps the
+teacher's weight shapes, else random, or `pseudo_label.student_init` (`student_plan`, decided before
+round 0 so that an impossible student fails at once). Every round is a run of `run_finetune` in
+OUT/round<r>/; OUT/ itself holds config.yaml, metrics.jsonl (split "pseudo_label": each round's
+teacher top-1, teacher and student sizes and pseudo-label statistics), pseudo_labels/round<r>.csv
+and report.html.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from avssl.config import save_config
 from avssl.data.shards import is_shard_source
-from avssl.models.config import ModelConfig
-from avssl.models.factory import load_classifier
+from avssl.models.config import MODEL_CONFIGS, ModelConfig, get_config
+from avssl.models.factory import create_model, load_backbone, load_classifier
 from avssl.recipes.finetune import FinetuneConfig, FinetuneResult, run_finetune
 from avssl.tasks.charts import line_chart
 from avssl.tasks.markup import Markup, join, tag
@@ -41,15 +47,106 @@ log = logging.getLogger(__name__)
 SPLIT = "pseudo_label"  # the metrics.jsonl split of each round's statistics
 
 
-def student_config(cfg: FinetuneConfig, round_dir: Path) -> FinetuneConfig:
-    """The student's recipe: `cfg` in `round_dir` with the pseudo_label section's noise on top: its
-    mixup and drop-path where larger than the recipe's, its crop scale and SpecAugment masks."""
+@dataclass
+class StudentPlan:
+    """What every round's student is: the `init` and `model:` section of its fine-tuning run, and the
+    encoder parameters of it and of round 0's teacher (the run's model)."""
+
+    init: str
+    model: ModelConfig
+    parameters: int
+    teacher_parameters: int
+
+
+def _weights(config: ModelConfig) -> tuple[dict[str, torch.Size], int]:
+    """The weight shapes and parameter count of `config`'s encoders, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = create_model(config)
+    return {k: v.shape for k, v in model.state_dict().items()}, model.num_parameters()
+
+
+def _differences(config: ModelConfig, base: ModelConfig) -> dict[str, object]:
+    """The fields of `config` that differ from `base`'s, the name aside."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.name != "name" and getattr(config, f.name) != getattr(base, f.name)}
+
+
+def _section(where: str, name: str, changes: dict[str, object]) -> ModelConfig:
+    """A `model:` section, its errors (fields that do not fit together) said as `where`'s."""
+    try:
+        return ModelConfig.from_config_section(name, **changes)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def student_plan(cfg: FinetuneConfig) -> StudentPlan:
+    """The students' architecture and weights (see PseudoLabelConfig.student_model / student_init).
+    The teacher is the run's model (with `init`: its weights' config and `model`'s changes); the
+    student is it, or the named size `student_model.name`, with student_model's changes, or with an
+    explicit `student_init` that folder's weights with them. One-line ValueErrors for a student that
+    cannot be: fields that do not fit together, a `student_init` whose weights `student_model` would
+    reshape or rename, a new architecture from weights of no named size."""
     pl = cfg.pseudo_label
-    model = ModelConfig.from_config_section(cfg.model.name, **{**cfg.model.changes(),
-                                                               "drop_path": max(pl.drop_path, cfg.model.drop_path)})
+    changes = dict(pl.student_model)
+    name = changes.pop("name", None)
+    teacher = cfg.model if cfg.init == "none" else load_backbone(cfg.init, cfg.model).config
+    teacher_shapes, teacher_parameters = _weights(teacher)
+    if pl.student_init not in ("auto", "none"):  # the weights set the architecture, as `init` does the run's
+        if name is not None:
+            raise ValueError(f"pseudo_label.student_init={pl.student_init} sets the students' architecture (its "
+                             f"weights'), so pseudo_label.student_model.name={name} cannot: drop one of the two")
+        weights = load_backbone(pl.student_init).config
+        model = _section("pseudo_label.student_model", cfg.model.name, changes)  # the name is the weights'
+        student = dataclasses.replace(weights, **changes)
+        shapes, parameters = _weights(student)
+        if shapes != _weights(weights)[0]:
+            raise ValueError(f"pseudo_label.student_model={pl.student_model} changes the shapes of the weights in "
+                             f"pseudo_label.student_init={pl.student_init}: set student_init=none to train that "
+                             "student from random weights, or keep only shape-keeping changes (drop_path)")
+        return StudentPlan(pl.student_init, model, parameters, teacher_parameters)
+    try:
+        student = dataclasses.replace(get_config(name) if name else teacher, **changes)
+    except ValueError as err:
+        raise ValueError(f"pseudo_label.student_model={pl.student_model}: {err}") from None
+    shapes, parameters = _weights(student)
+    if pl.student_init == "auto" and cfg.init != "none" and shapes == teacher_shapes:
+        model = _section("pseudo_label.student_model", cfg.model.name,
+                         {**cfg.model.changes(), **_differences(student, teacher)})
+        return StudentPlan(cfg.init, model, parameters, teacher_parameters)
+    if student.name not in MODEL_CONFIGS:
+        raise ValueError(f"pseudo_label.student_model={pl.student_model}: the teacher's architecture ({student.name}, "
+                         f"from init={cfg.init}) is no named size, so a random-weight student needs one: set "
+                         f"pseudo_label.student_model.name to one of {', '.join(MODEL_CONFIGS)}")
+    model = _section("pseudo_label.student_model", student.name,
+                     _differences(student, MODEL_CONFIGS[student.name]))
+    return StudentPlan("none", model, parameters, teacher_parameters)
+
+
+def _log_plan(cfg: FinetuneConfig, plan: StudentPlan) -> None:
+    """Say what the students are and where their weights come from; warn when they are smaller than the teacher."""
+    if plan.init != "none":
+        start = plan.init
+    elif cfg.init != "none" and cfg.pseudo_label.student_init == "auto":
+        start = f"random weights (init={cfg.init}'s do not fit its shapes)"
+    else:
+        start = "random weights"
+    log.info("students: %s (%.2fM encoder parameters; the first teacher %.2fM) from %s", plan.model.config_section(),
+             plan.parameters / 1e6, plan.teacher_parameters / 1e6, start)
+    if plan.parameters < plan.teacher_parameters:
+        log.warning("the student is smaller than the teacher: noisy student wants one at least as large "
+                    "(pseudo_label.student_model)")
+
+
+def student_config(cfg: FinetuneConfig, round_dir: Path, plan: StudentPlan) -> FinetuneConfig:
+    """The student's recipe: `cfg` in `round_dir` with the student's init and model (`plan`) and the
+    pseudo_label section's noise on top: its mixup and drop-path where larger than the recipe's, its
+    crop scale and SpecAugment masks."""
+    pl = cfg.pseudo_label
+    model = ModelConfig.from_config_section(plan.model.name, **{**plan.model.changes(),
+                                                                "drop_path": max(pl.drop_path, plan.model.drop_path)})
     augment = dataclasses.replace(cfg.data.augment, crop_scale=pl.crop_scale, freq_mask=pl.freq_mask,
                                   time_mask=pl.time_mask)
-    return dataclasses.replace(cfg, out=str(round_dir), model=model,
+    return dataclasses.replace(cfg, out=str(round_dir), init=plan.init, model=model,
                                data=dataclasses.replace(cfg.data, augment=augment),
                                head=dataclasses.replace(cfg.head, mixup=max(pl.mixup, cfg.head.mixup)))
 
@@ -81,14 +178,17 @@ def write_pseudo_labels(path: Path, pool_paths: list[str], labels: PseudoLabels,
     return path
 
 
-def _round(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, metrics: MetricsLogger) -> FinetuneResult:
-    """One round: the teacher's pseudo labels, their statistics (logged, and written to
-    OUT/pseudo_labels/round<r>.csv), then the student's run."""
+def _round(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, plan: StudentPlan,
+           metrics: MetricsLogger) -> FinetuneResult:
+    """One round: the teacher's pseudo labels, their statistics (logged with both models' sizes, and
+    written to OUT/pseudo_labels/round<r>.csv), then the student's run."""
     out = Path(cfg.out)
     labels, classes, pool_paths = teacher_labels(cfg, teacher.run_dir)
     truth = true_targets(cfg.pseudo_label.truth, pool_paths, classes) if cfg.pseudo_label.truth else None
     stats = pseudo_label_stats(labels, classes, truth)
-    metrics.log(SPLIT, round_, {"teacher_top1": teacher.top1, **stats})
+    sizes = {"teacher_params_M": (plan.teacher_parameters if round_ == 1 else plan.parameters) / 1e6,
+             "student_params_M": plan.parameters / 1e6}
+    metrics.log(SPLIT, round_, {"teacher_top1": teacher.top1, **sizes, **stats})
     write_pseudo_labels(out / "pseudo_labels" / f"round{round_}.csv", pool_paths, labels, classes)
     log.info("round %d: teacher top-1 %.2f, %d of %d unlabeled clips pseudo-labelled%s", round_, teacher.top1,
              int(stats["kept"]), int(stats["pool"]),
@@ -96,7 +196,7 @@ def _round(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, metrics: M
     if not labels.paths:
         log.warning("round %d: no clip reached the confidence threshold %g: the student trains on the labelled "
                     "clips only", round_, cfg.pseudo_label.threshold)
-    return run_finetune(student_config(cfg, out / f"round{round_}"), labels if labels.paths else None)
+    return run_finetune(student_config(cfg, out / f"round{round_}", plan), labels if labels.paths else None)
 
 
 def run_pseudo_label(cfg: FinetuneConfig) -> FinetuneResult:
@@ -108,6 +208,8 @@ def run_pseudo_label(cfg: FinetuneConfig) -> FinetuneResult:
         if is_shard_source(getattr(cfg.data, key)):
             raise ValueError(f"data.{key}={getattr(cfg.data, key)}: pseudo-labelling reads files, folders or CSV "
                              "manifests (training on shards plus pseudo labels is not supported yet)")
+    plan = student_plan(cfg)
+    _log_plan(cfg, plan)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -117,7 +219,7 @@ def run_pseudo_label(cfg: FinetuneConfig) -> FinetuneResult:
         for round_ in range(1, cfg.pseudo_label.rounds + 1):
             if result.status != "finished":
                 break
-            result = _round(cfg, round_, result, metrics)
+            result = _round(cfg, round_, result, plan, metrics)
         else:  # the last student, scored as the teacher of a round that is not run
             metrics.log(SPLIT, cfg.pseudo_label.rounds + 1, {"teacher_top1": result.top1})
     finally:
@@ -132,8 +234,8 @@ def pseudo_label_report(run_dir: str | Path) -> Path:
     rounds = read_metrics(run_dir, SPLIT)
     keys = sorted({k for r in rounds for k in r} - {"split", "step", "time"})
     groups = {prefix: [k for k in keys if k.startswith(prefix)] for prefix in ("count/", "confidence_hist/")}
-    headline = [k for k in ("teacher_top1", "kept", "kept_fraction", "mean_confidence_kept", "agreement_kept",
-                            "agreement_all") if k in keys]
+    headline = [k for k in ("teacher_top1", "teacher_params_M", "student_params_M", "kept", "kept_fraction",
+                            "mean_confidence_kept", "agreement_kept", "agreement_all") if k in keys]
 
     def table(columns: list[str], prefix: str = "") -> Markup:
         rows = [[r["step"]] + [float(r.get(c, float("nan"))) for c in columns] for r in rounds if

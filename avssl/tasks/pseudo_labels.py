@@ -11,16 +11,17 @@ clips and the pseudo-labelled ones as one training set with float targets.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from avssl.config import Check, OneOf, Range, at_least
+from avssl.config import NON_EMPTY, Check, OneOf, Range, at_least, key_hint
 from avssl.data.datasets import ClipDataset
 from avssl.data.manifest import read_source
+from avssl.models.config import ModelConfig, config_fields, get_config
 
 HISTOGRAM_BINS = 10  # confidence histogram: equal bins over [0, 1]
 
@@ -28,7 +29,8 @@ HISTOGRAM_BINS = 10  # confidence histogram: equal bins over [0, 1]
 @dataclass
 class PseudoLabelConfig:
     """The `pseudo_label:` section of `avssl finetune` (used when `data.unlabeled` is set): rounds of
-    teacher -> pseudo labels -> noisier student, each student the next round's teacher."""
+    teacher -> pseudo labels -> noisier student (the teacher's size or larger: `student_model`), each
+    student the next round's teacher."""
 
     rounds: int = 1  # students trained one after the other (round 0's teacher is the plain fine-tune)
     threshold: float = 0.5  # keep clips whose confidence (top probability) is at least this; 0 keeps all
@@ -41,12 +43,40 @@ class PseudoLabelConfig:
     freq_mask: int = 48
     time_mask: float = 0.3
     truth: str = ""  # optional manifest with the unlabeled clips' true labels: agreement is measured, never used
+    # the students' architecture: changes to the teacher's (`depth: 3`), or a named size and changes to
+    # it (`name: small`); empty: the teacher's. Its numbers are checked by ModelConfig.RANGES
+    student_model: dict[str, Any] = field(default_factory=dict)
+    # the students' weights: "auto" (the run's init when student_model keeps the teacher's weight shapes,
+    # else none), "none" (random), or a checkpoint / run / weights folder, whose architecture the
+    # students then have (student_model may only change what keeps its shapes, e.g. drop_path)
+    student_init: str = "auto"
 
     RANGES: ClassVar[dict[str, Check]] = {  # checked by avssl.config.validate_config
         "rounds": at_least(1), "threshold": Range(0.0, 1.0), "top_k": at_least(0), "labels": OneOf(("hard", "soft")),
         "mixup": at_least(0.0), "drop_path": Range(0.0, 1.0, high_open=True), "freq_mask": at_least(0),
-        "time_mask": Range(0.0, 1.0), "crop_scale": Range(0.0, 1.0, low_open=True),
+        "time_mask": Range(0.0, 1.0), "crop_scale": Range(0.0, 1.0, low_open=True), "student_init": NON_EMPTY,
     }
+
+    def __post_init__(self) -> None:
+        check_student_model(self.student_model)
+
+
+def check_student_model(section: dict[str, Any]) -> None:
+    """Raise ValueError for a `student_model` key that is no ModelConfig field, an unknown `name`, or a
+    value out of its ModelConfig range; how the values fit together is checked once the teacher is known."""
+    valid = config_fields()
+    for key, value in section.items():
+        if key not in valid:
+            raise ValueError(f"student_model.{key}: unknown model config key{key_hint(key, valid)}")
+        check = ModelConfig.RANGES.get(key)
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if check is not None and not all(check.accepts(v) for v in values):
+            raise ValueError(f"student_model.{key}={value!r}: must be {check}")
+    if "name" in section:
+        try:
+            get_config(str(section["name"]))
+        except ValueError as err:
+            raise ValueError(f"student_model.name: {err}") from None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Pseudo-labels: choosing them (threshold, class-balanced top-k, hard / soft, multi-label), their
-statistics against a truth file, and `avssl finetune data.unlabeled=...` end to end (a teacher, one
-noisy student, the report) on the synthetic corpus with the tiny model."""
+statistics against a truth file, the student's architecture and weights (`student_plan`), and
+`avssl finetune data.unlabeled=...` end to end (a teacher, one noisy student, the report; a larger
+student) on the synthetic corpus with the tiny model."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,10 @@ import pytest
 import torch
 
 from avssl.cli import main
-from avssl.recipes.finetune import soft_targets
+from avssl.config import ConfigError, load_config
+from avssl.models.factory import create_model, load_classifier
+from avssl.recipes.finetune import FinetuneConfig, soft_targets
+from avssl.recipes.pseudo_label import student_config, student_plan
 from avssl.tasks.pseudo_labels import PseudoLabelConfig, choose_pseudo_labels, pseudo_label_stats, true_targets
 from avssl.train.observe import read_metrics
 
@@ -62,27 +66,36 @@ def _manifest(path: Path, rows: list[dict[str, str]], root: Path, label: bool = 
     return path
 
 
-@pytest.mark.slow
-def test_finetune_with_unlabeled_clips_runs_a_teacher_and_a_noisy_student(synthetic_corpus, tmp_path) -> None:
-    with (synthetic_corpus / "train.csv").open(newline="") as handle:
+def _few_labels(corpus: Path, tmp_path: Path, pool_size: int | None = None) -> tuple[list[str], list[str]]:
+    """`avssl finetune` arguments for 2 labelled clips per class of the corpus's train.csv, the first
+    `pool_size` (default: all) of the rest unlabeled, its val.csv, one epoch on the CPU; and the classes."""
+    with (corpus / "train.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     by_class: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_class.setdefault(row["label"], []).append(row)
     labelled = [r for group in by_class.values() for r in group[:2]]
-    unlabeled = [r for r in rows if r not in labelled]
-    train = _manifest(tmp_path / "labelled.csv", labelled, synthetic_corpus)
-    pool = _manifest(tmp_path / "unlabeled.csv", unlabeled, synthetic_corpus, label=False)
+    unlabeled = [r for r in rows if r not in labelled][:pool_size]
+    train = _manifest(tmp_path / "labelled.csv", labelled, corpus)
+    pool = _manifest(tmp_path / "unlabeled.csv", unlabeled, corpus, label=False)
+    args = ["finetune", "-c", "tiny", f"data.train={train}", f"data.val={corpus / 'val.csv'}", f"data.unlabeled={pool}",
+            "pseudo_label.threshold=0.0", "train.epochs=1", "train.device=cpu", "data.eval_clips=1",
+            "data.eval_crops=1", "data.num_workers=0", "train.loggers=[]"]
+    return args, list(by_class)
+
+
+@pytest.mark.slow
+def test_finetune_with_unlabeled_clips_runs_a_teacher_and_a_noisy_student(synthetic_corpus, tmp_path) -> None:
+    args, classes = _few_labels(synthetic_corpus, tmp_path)
     out = tmp_path / "pl"
-    code = main(["finetune", "-c", "tiny", f"data.train={train}", f"data.val={synthetic_corpus / 'val.csv'}",
-                 f"data.unlabeled={pool}", f"pseudo_label.truth={synthetic_corpus / 'train.csv'}",
-                 "pseudo_label.threshold=0.0", "pseudo_label.labels=soft", "train.epochs=1", "train.device=cpu",
-                 "data.eval_clips=1", "data.eval_crops=1", "data.num_workers=0", "train.loggers=[]", f"out={out}"])
+    code = main(args + [f"pseudo_label.truth={synthetic_corpus / 'train.csv'}", "pseudo_label.labels=soft",
+                        f"out={out}"])
     assert code == 0
     rounds = read_metrics(out, "pseudo_label")
     assert [r["step"] for r in rounds] == [1, 2]
     first = rounds[0]
-    assert first["pool"] == first["kept"] == 16 and sum(first[f"count/{c}"] for c in by_class) == 16
+    assert first["pool"] == first["kept"] == 16 and sum(first[f"count/{c}"] for c in classes) == 16
+    assert first["student_params_M"] == first["teacher_params_M"]  # the teacher's architecture
     assert 0.0 <= first["agreement_kept"] <= 100.0 and "teacher_top1" in rounds[1]
     assert len((out / "pseudo_labels" / "round1.csv").read_text().splitlines()) == 17
     student = read_metrics(out / "round1", "train")
@@ -91,3 +104,73 @@ def test_finetune_with_unlabeled_clips_runs_a_teacher_and_a_noisy_student(synthe
     assert "mixup: 0.5" in (out / "round1" / "config.yaml").read_text()
     page = (out / "report.html").read_text()
     assert "Pseudo-labelled clips per class" in page and "circle_low" in page and "<svg" in page
+
+
+@pytest.fixture
+def pretrained(tmp_path) -> Path:
+    """Pretrained-model weights of a narrower tiny model (embed_dim 64) to start the teacher from."""
+    return create_model("tiny", embed_dim=64).save_pretrained(tmp_path / "pretrained")
+
+
+def _plan_config(*overrides: str) -> FinetuneConfig:
+    return load_config(FinetuneConfig, None, ["model.embed_dim=64", *overrides])
+
+
+def test_student_plan_keeps_the_teachers_weights_only_while_their_shapes_fit(pretrained, tmp_path) -> None:
+    same = student_plan(_plan_config(f"init={pretrained}"))
+    assert same.init == str(pretrained) and same.parameters == same.teacher_parameters
+    noisier = student_plan(_plan_config(f"init={pretrained}", "pseudo_label.student_model.drop_path=0.3"))
+    assert noisier.init == str(pretrained) and noisier.model.drop_path == 0.3
+    wider = student_plan(_plan_config(f"init={pretrained}", "pseudo_label.student_model.embed_dim=96"))
+    assert wider.init == "none" and wider.model.config_section() == {"name": "tiny", "embed_dim": 96}
+    assert wider.parameters > wider.teacher_parameters
+    deeper = student_plan(_plan_config("pseudo_label.student_model.depth=3"))  # the teacher from scratch
+    assert deeper.init == "none" and (deeper.model.embed_dim, deeper.model.depth) == (64, 3)
+    named = student_plan(_plan_config("pseudo_label.student_model={name: tiny, joint_depth: 2}"))
+    assert named.model.config_section() == {"name": "tiny", "joint_depth": 2}  # a named size: not the teacher's width
+    given = student_plan(_plan_config(f"pseudo_label.student_init={pretrained}"))
+    assert given.init == str(pretrained) and given.parameters == given.teacher_parameters
+    student = student_config(_plan_config(f"init={pretrained}", "pseudo_label.student_model.embed_dim=96"),
+                             tmp_path / "round1", wider)
+    assert student.init == "none" and (student.model.embed_dim, student.model.drop_path) == (96, 0.1)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["pseudo_label.student_init={init}", "pseudo_label.student_model.embed_dim=96"],
+     r"pseudo_label.student_model=\{'embed_dim': 96\} changes the shapes of the weights in pseudo_label.student_init="),
+    (["pseudo_label.student_init={init}", "pseudo_label.student_model.name=small"],
+     "student_model.name=small cannot: drop one of the two"),
+    (["pseudo_label.student_model.num_heads=5"], "embed_dim must be divisible by num_heads"),
+])
+def test_impossible_students_are_one_line_errors_before_any_training(pretrained, overrides, message) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        student_plan(_plan_config(*(o.format(init=pretrained) for o in overrides)))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pseudo_label.student_model.dpeth=3", "pseudo_label.student_model.dpeth: unknown model config key; did you "
+                                           "mean 'depth'"),
+    ("pseudo_label.student_model.name=smal", "pseudo_label.student_model.name: unknown model 'smal'"),
+    ("pseudo_label.student_model.depth=-1", "pseudo_label.student_model.depth=-1: must be >= 0"),
+    ("pseudo_label.student_init=", "pseudo_label.student_init=''"),
+])
+def test_student_section_keys_and_ranges_are_checked_when_the_config_loads(override, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(FinetuneConfig, None, [override])
+
+
+@pytest.mark.slow
+def test_a_larger_student_trains_from_random_weights_beside_a_pretrained_teacher(synthetic_corpus, pretrained,
+                                                                                 tmp_path) -> None:
+    args, _ = _few_labels(synthetic_corpus, tmp_path, pool_size=4)
+    out = tmp_path / "pl"
+    assert main(args + [f"init={pretrained}", "pseudo_label.student_model.embed_dim=96", f"out={out}"]) == 0
+    assert load_classifier(out / "round0").config.embed_dim == 64
+    assert load_classifier(out / "round1").config.embed_dim == 96
+    saved = load_config(FinetuneConfig, out / "round1" / "config.yaml")
+    assert saved.init == "none" and (saved.model.embed_dim, saved.model.drop_path) == (96, 0.1)
+    first, last = read_metrics(out, "pseudo_label")
+    assert first["kept"] == 4 and first["student_params_M"] > first["teacher_params_M"] > 0
+    assert 0.0 <= last["teacher_top1"] <= 100.0 and read_metrics(out / "round1", "train")
+    assert "student_params_M" in (out / "report.html").read_text()
