@@ -179,12 +179,9 @@ def print_table(results: dict[str, dict[int, dict[str, float]]]) -> None:
             print(f"| **{name}** | mean +- std | " + " | ".join(summary[c] for c in columns) + " |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/learning"))
-    parser.add_argument("--corpora", nargs="+", choices=tuple(CORPORA), default=list(CORPORA))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="smaller corpora (the CI test)")
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `run_one` (corpus size, epochs, labels, overrides), for every benchmark built on it."""
+    parser.add_argument("--quick", action="store_true", help="smaller corpora (the CI smoke test)")
     parser.add_argument("--epochs", type=int, help="pretraining epochs (default: the recipe's)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
     parser.add_argument("--labels-per-class", type=int, help="fine-tuning labels (default 10; 4 with --quick)")
@@ -193,8 +190,22 @@ def main() -> None:
                         help="a pretraining override on top of the recipe (repeatable), e.g. model.time_bins=6")
     parser.add_argument("--corpus-seed", type=int, default=0,
                         help="seed of the generated corpora: 0 for reported figures, another for tuning")
+
+
+def parse_run_options(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The command line, with `add_run_options`'s defaults that depend on other options filled in."""
     args = parser.parse_args()
     args.labels_per_class = args.labels_per_class or (4 if args.quick else 10)
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/learning"))
+    parser.add_argument("--corpora", nargs="+", choices=tuple(CORPORA), default=list(CORPORA))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_run_options(parser)
+    args = parse_run_options(parser)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for name in args.corpora:
         corpus = args.out / f"corpus-{name}"

@@ -37,7 +37,8 @@ from avssl.recipes.pretrain import PretrainConfig
 from avssl.train.observe import read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import CORPORA, PRETRAIN, avssl, run_one, split_files, summarise  # noqa: E402
+from learning import (CORPORA, PRETRAIN, add_run_options, avssl, parse_run_options, run_one,  # noqa: E402
+                      split_files, summarise)
 
 OBJECTIVES = {  # objective -> its pretraining overrides on top of the tiny recipe
     "infonce": [],
@@ -142,21 +143,13 @@ def main() -> None:
     parser.add_argument("--sync", nargs="+", choices=("off", "on"), default=["off", "on"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=8, help="pretraining batch (default 8, the issue's)")
-    parser.add_argument("--quick", action="store_true", help="learning.py's smaller corpora")
-    parser.add_argument("--epochs", type=int, help="pretraining epochs (default: the recipe's)")
-    parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
-    parser.add_argument("--labels-per-class", type=int, help="fine-tuning labels (default 10; 4 with --quick)")
-    parser.add_argument("--no-finetune", action="store_true", help="no fine-tuning columns")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a pretraining override for every variant (repeatable)")
-    parser.add_argument("--corpus-seed", type=int, default=0)
+    add_run_options(parser)
     parser.add_argument("--step-count", type=int, default=5, help="timed training steps per variant")
     parser.add_argument("--measure-step", metavar="JSON", help=argparse.SUPPRESS)  # the child of step_figures
-    args = parser.parse_args()
+    args = parse_run_options(parser)
     if args.measure_step:
         print(json.dumps(measure_step(json.loads(args.measure_step), args.step_count)))
         return
-    args.labels_per_class = args.labels_per_class or (4 if args.quick else 10)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.corpora:
         corpus = args.out / f"corpus-{name}"
