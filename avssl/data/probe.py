@@ -7,13 +7,12 @@ sampler would cut into that many clip windows) and checks that the streams the d
 seek. It never raises, whatever PyAV raises on a bad file: it returns ok=False with a specific
 reason. With ``audio_alone=True`` (a retrieval query, which may be a sound file) a file without a
 video stream is judged the same way on its audio stream's packets instead of being refused.
-`probe` adds a JSON cache keyed by (absolute path, size, mtime), so scanning an unchanged corpus a
-second time costs one stat per file.
+`probe` adds a JSON cache keyed by (absolute path, size, mtime) (`probe_cache`), so scanning an
+unchanged corpus a second time costs one stat per file.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -29,12 +28,11 @@ import av
 import av.logging
 from tqdm import tqdm
 
+from avssl.data.probe_cache import cached_info, default_cache_path, load_cache, save_cache
 from avssl.data.streams import audio_stream, configure_decoder, seek_keyframe, stream_start, video_stream
-from avssl.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 2: absurd durations and unseekable streams are rejected; 3: has_video recorded
 # Longer than this is a damaged clock, not a video.
 MAX_DURATION = 24 * 3600.0
 # Seconds per frame on average above which the clock, not the content, is what is slow.
@@ -323,43 +321,11 @@ def _truncation(stream, scan: _PacketScan, info: VideoInfo, logs: list) -> str:
     return ""
 
 
-def default_cache_path() -> Path:
-    """~/.cache/avssl/probe.json, or probe.json in $AVSSL_CACHE_DIR when that is set."""
-    root = os.environ.get("AVSSL_CACHE_DIR")
-    return Path(root) / "probe.json" if root else Path.home() / ".cache" / "avssl" / "probe.json"
-
-
-def _load_cache(path: Path) -> dict:
+def _from_cache(entry: dict | None, stat: os.stat_result, path: str) -> VideoInfo | None:
+    info = cached_info(entry, stat)
     try:
-        with open(path) as handle:
-            data = json.load(handle)
-        if data.get("version") != CACHE_VERSION or not isinstance(data.get("files"), dict):
-            raise ValueError("not an avssl probe cache of this version")
-        return data["files"]
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError) as err:
-        log.warning("ignoring unreadable probe cache %s: %s", path, err)
-        return {}
-
-
-def _save_cache(path: Path, new: dict) -> None:
-    """Merge `new` into the cache file (re-read, so concurrent writers lose little) and replace it
-    atomically."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        files = {**_load_cache(path), **new}
-        write_json_atomic(path, {"version": CACHE_VERSION, "files": files})
-    except OSError as err:
-        log.warning("could not write probe cache %s: %s", path, err)
-
-
-def _cached(entry: dict | None, stat: os.stat_result, path: str) -> VideoInfo | None:
-    if not entry or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
-        return None
-    try:
-        return VideoInfo(**{**entry["info"], "path": path})
-    except (KeyError, TypeError):
+        return VideoInfo(**{**info, "path": path}) if info is not None else None
+    except TypeError:  # fields of another VideoInfo: probed again
         return None
 
 
@@ -377,7 +343,7 @@ def probe(
     probing at once (FFmpeg releases the GIL while demuxing); default min(8, CPU count).
     """
     cache_path = None if cache is False else default_cache_path() if cache in (None, True) else Path(cache)
-    entries = _load_cache(cache_path) if cache_path else {}
+    entries = load_cache(cache_path) if cache_path else {}
     results: list[VideoInfo | None] = [None] * len(paths)
     todo: list[tuple[int, str, os.stat_result | None]] = []
     for i, path in enumerate(paths):
@@ -386,7 +352,7 @@ def probe(
             stat = os.stat(key)
         except OSError:
             stat = None
-        results[i] = _cached(entries.get(key), stat, str(path)) if stat else None
+        results[i] = _from_cache(entries.get(key), stat, str(path)) if stat else None
         if results[i] is None:
             todo.append((i, key, stat))
     workers = num_workers or min(8, os.cpu_count() or 1)
@@ -399,7 +365,7 @@ def probe(
             if stat is not None:
                 new[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "info": asdict(info)}
     if cache_path and new:
-        _save_cache(cache_path, new)
+        save_cache(cache_path, new)
     return results
 
 
