@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from avssl.train.config import TrainConfig
 from avssl.train.observe import MetricsLogger
 from avssl.train.optim import adamw, param_groups
 from avssl.train.schedule import warmup_cosine
+from avssl.train.signals import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,6 @@ class FitResult:
     wall_time: float
     val_metrics: dict[str, float] = field(default_factory=dict)
     last_checkpoint: Path | None = None
-
-
-class _StopSignal:
-    """Turns the first SIGTERM/SIGINT into a request to stop after the current step (a second one
-    gets the previous handler: the process ends at once). Signals sent to the whole process group
-    reach the DataLoader workers too, which leave them to this process (`avssl.data.loader`)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        log.warning("received %s: finishing the current step, then writing a checkpoint", signal.Signals(signum).name)
-        self.requested = True
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-
-    def __enter__(self) -> "_StopSignal":
-        with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 @dataclass
@@ -318,7 +293,7 @@ class Trainer:
         if spread != 0.0:
             log.warning("model replicas differ across ranks (checksum spread %g)", spread)
 
-    def _stop_requested(self, stop: _StopSignal, log_step: bool = True) -> bool:
+    def _stop_requested(self, stop: StopSignal, log_step: bool = True) -> bool:
         """Whether a stop signal reached any rank (every rank asks at the same points). Asking the
         others is a collective, so under DDP only log steps ask; one process acts at once."""
         if self.ctx.distributed and not log_step:
@@ -356,7 +331,7 @@ class Trainer:
         )
         self.metrics.log("train", self.position.step, values, epoch=self.position.epoch)
 
-    def _train_epoch(self, batches: Iterator[Any], stop: _StopSignal, bar: tqdm) -> bool:
+    def _train_epoch(self, batches: Iterator[Any], stop: StopSignal, bar: tqdm) -> bool:
         """The rest of the current epoch; True when a stop signal ended it early (at a step boundary)."""
         cfg, pos = self.cfg, self.position
         end = self.steps_per_epoch * cfg.accum_steps
@@ -389,7 +364,7 @@ class Trainer:
         self.model.train()
         batches: Iterator[Any] | None = None
         try:
-            with _StopSignal() as stop:
+            with StopSignal() as stop:
                 while pos.epoch < cfg.epochs:
                     if self._stop_requested(stop):  # it came during the last validation or checkpoint
                         status = "interrupted"
