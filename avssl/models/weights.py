@@ -50,7 +50,8 @@ class SavesPretrained:
     repo id)` reads it back in eval mode."""
 
     def pretrained_config(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What config.json holds: each model class that uses this mixin defines it (abstract hook)."""
+        raise NotImplementedError(f"{type(self).__name__} must define pretrained_config()")
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, map_location: str = "cpu", *,
