@@ -117,8 +117,10 @@ class AVModel(SavesPretrained, nn.Module):
     def _silence_mask(has_audio: torch.Tensor | None, num_audio: int, num_video: int) -> torch.Tensor | None:
         """Attention mask (B, 1, 1, Na + Nv) over an [audio, video] sequence that hides the audio keys
         of clips without sound, so their video is encoded and reconstructed from the video alone;
-        None when every clip has audio (the unmasked fast attention path)."""
-        if has_audio is None or bool(has_audio.all()):
+        None without `has_audio` (the unmasked fast attention path). Built even when every clip has
+        sound: an all-True mask attends as no mask does, and asking the device whether a clip lacks
+        sound would stall the host on every step until the encoders have run."""
+        if has_audio is None:
             return None
         audio_keys = has_audio.bool()[:, None].expand(-1, num_audio)
         video_keys = torch.ones(has_audio.shape[0], num_video, dtype=torch.bool, device=has_audio.device)
@@ -185,7 +187,9 @@ class AVModel(SavesPretrained, nn.Module):
 
         video (B, T, 3, H, W) normalised frames; audio (B, F, M) normalised log-mel; has_audio (B,)
         bool: False rows (no audio track) still run but are left out of the audio MAE term and of the
-        contrastive loss, and their video does not attend to their audio.
+        contrastive loss, and their video does not attend to their audio. Given, it always masks the
+        joint and decoder attention (no host sync to find out whether it needs to); None (every clip
+        has sound) keeps them on the unmasked kernels (FlashAttention on CUDA).
         generator: masking RNG (default: torch's global RNG).
         sync_audio (B, F, M), sync_offset (B,) int64: the clip's sound shifted by offset class
         sync_offset (the dataset's items with `sync`); needed, and only read, when sync_weight > 0.

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from avssl.models import layers
 from avssl.models.factory import create_model
 
 
@@ -40,6 +41,26 @@ def test_rows_without_audio_do_not_affect_audio_terms(model):
         torch.testing.assert_close(first[key], second[key])
     third = model(video, audio, None, generator=torch.Generator().manual_seed(5))
     assert not torch.allclose(third["loss_mae_audio"], second["loss_mae_audio"])
+
+
+def test_all_sound_masks_attention_as_none_does_and_none_keeps_sdpa_unmasked(model, monkeypatch):
+    """has_audio always gives a mask (no host sync to ask whether it is needed); all-True attends as None."""
+    video, audio = _batch(batch=2)
+    masks = []
+    sdpa = layers.F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", recording)
+    unmasked = model(video, audio, None, generator=torch.Generator().manual_seed(5))
+    assert masks and all(m is None for m in masks)  # the fast path: SDPA never sees a mask
+    masks.clear()
+    all_sound = model(video, audio, torch.tensor([True, True]), generator=torch.Generator().manual_seed(5))
+    assert any(m is not None for m in masks)
+    for key in ("loss", "loss_mae_video", "loss_mae_audio", "loss_contrastive"):
+        torch.testing.assert_close(all_sound[key], unmasked[key])
 
 
 def test_other_clip_sizes_and_masking_modes():
