@@ -19,8 +19,8 @@ Ctrl-C): the main process decides when to stop and shuts them down itself.
 
 An ``IterableDataset`` (``avssl.data.shards.ShardDataset``) splits itself:
 ``build_loader`` asks it for this rank's part with ``split`` and
-``set_epoch`` goes to it alone; its workers plan their part of each epoch when they start, so
-they are re-created every epoch.
+``set_epoch`` goes to it alone, and it shares the epoch with its workers (in shared memory, read at the
+start of each pass), so these are persistent too.
 """
 from __future__ import annotations
 
@@ -226,8 +226,8 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
                  ) -> ClipLoader:
     """A ``ClipLoader`` for ``dataset``: this rank's shard, batched with ``collate_clips``.
 
-    Workers (one torch thread each) are persistent for a map-style dataset: the epoch reaches them
-    in the sampler's keys. Each keeps batches in flight for two optimizer steps of
+    Workers (one torch thread each) are persistent: the epoch reaches them in the sampler's keys, or
+    through an IterableDataset's own ``set_epoch``. Each keeps batches in flight for two optimizer steps of
     ``batches_per_step`` batches (gradient accumulation) between them, at least two each, so the step
     never waits for a batch that could have been made while the last one ran. ``timeout`` (seconds,
     workers only) turns a hung decoder into an error instead of a silent stall. ``pin_memory``
@@ -235,7 +235,8 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
 
     An ``IterableDataset`` must offer ``split(rank=, world_size=, batch_size=, drop_last=, shuffle=)``
     (``ShardDataset`` does): the loader reads the copy it returns, which orders itself from its own
-    seed (``seed`` here is for map-style datasets).
+    seed (``seed`` here is for map-style datasets), and whose ``set_epoch(epoch, start)`` must reach
+    workers started before it (``ShardDataset``'s does, through shared memory).
     """
     sampler = None
     if isinstance(dataset, IterableDataset):
@@ -264,7 +265,7 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 2, shu
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, drop_last=drop_last,
         worker_init_fn=_worker_init if workers else None, timeout=timeout if workers else 0,
         prefetch_factor=prefetch_per_worker(num_workers, batches_per_step) if workers else None,
-        persistent_workers=workers and sampler is not None)
+        persistent_workers=workers)
 
 
 def prefetch_per_worker(num_workers: int, batches_per_step: int) -> int:

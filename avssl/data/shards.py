@@ -19,7 +19,8 @@ With ``fixed_length`` (training) every rank yields ceil(items / world_size) item
 its workers in blocks of ``batch_size`` so that the DataLoader's round-robin over workers gives the
 blocks in order: a worker whose shards hold fewer items than its share starts them again, one with
 more stops early (the per-epoch shard order changes which). Without it (evaluation) each worker reads
-its shards exactly once.
+its shards exactly once. ``set_epoch`` puts the epoch and resume point in shared memory, which each pass
+(``__iter__``) reads first: persistent workers, started once, plan and draw every epoch as fresh ones would.
 
 Malformed samples (no ``.json`` member, unreadable metadata, the video member missing or not a
 regular file) and unreadable shards (truncated, not a tar, gone) are skipped: each is logged and
@@ -174,6 +175,7 @@ class ShardDataset(ClipMaker, IterableDataset):
         super().__init__(**clip_options)
         self.shuffle, self.shuffle_buffer, self.fixed_length = shuffle, shuffle_buffer, fixed_length
         self.start, self.decode_failures, self.skipped_samples = 0, 0, 0
+        self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()  # (epoch, start) as workers see them
 
         self.urls, data, entries = resolve_shards(shards, index)
         self.multi_label = bool(data["multi_label"])
@@ -219,19 +221,21 @@ class ShardDataset(ClipMaker, IterableDataset):
               shuffle: bool | None = None) -> "ShardDataset":
         """A copy that yields rank `rank`'s part of each epoch in blocks of `batch_size` (module docstring)."""
         other = copy.copy(self)
+        other._shared = self._shared.clone().share_memory_()  # its own: its set_epoch leaves self's alone
         other._check_split(rank, world_size, batch_size, drop_last)
         other.shuffle = self.shuffle if shuffle is None else shuffle
         return other
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch (shard order and clip draws); skip the first `start` items this rank
-        yields in it (those consumed before a restart; a multiple of ``batch_size``)."""
+        """Select the epoch (shard order and clip draws); skip the first `start` items this rank yields in
+        it (those consumed before a restart; a multiple of ``batch_size``). Started workers read both next pass."""
         if start and not self.fixed_length:
             raise ValueError("resuming mid-epoch (start > 0) needs fixed_length=True")
         self.epoch, self.start = epoch, 0
         if not 0 <= start <= len(self):
             raise ValueError(f"start must be in [0, {len(self)}] for this rank, got {start}")
         self.start = start
+        self._shared.copy_(torch.tensor([epoch, start]))
 
     def _rank_shards(self) -> np.ndarray:
         order = np.arange(len(self.urls))
@@ -279,6 +283,7 @@ class ShardDataset(ClipMaker, IterableDataset):
         return WorkerPlan(shards, items, min(skip, items), role)
 
     def __iter__(self) -> Iterator[dict | list[dict]]:
+        self.epoch, self.start = self._shared.tolist()  # in a persistent worker: what set_epoch chose since
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         shards, count, skip, role = self.worker_plan(worker, num_workers)
