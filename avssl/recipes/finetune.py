@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from avssl.config import NON_EMPTY, SEED, Check, Range, at_least
 from avssl.data.augment import AugmentConfig
@@ -161,6 +162,31 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label
     return -(targets * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
 
 
+def freeze_unreached(model: AVClassifier) -> list[str]:
+    """Freeze the parameters no fine-tuning step reaches, and return their names.
+
+    Every mode leaves some: the joint blocks' norms of the streams it does not run (a video classifier
+    reads neither the audio norms nor the joint [audio, video] ones), and the joint fusion reads
+    neither the per-stream norms nor the encoders' final norms. Trainable but never given a gradient,
+    they need DDP's ``find_unused_parameters``, a walk over the autograd graph on every step; frozen,
+    DDP leaves them out, and training is unchanged (AdamW skipped them anyway: no gradient, no update).
+    Found by one forward and backward on the meta device, as the step calls the model: shapes only,
+    no memory, no compute, no random draws.
+    """
+    cfg = model.config
+    video = torch.empty(1, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size, device="meta")
+    audio = torch.empty(1, cfg.audio_frames, cfg.num_mel_bins, device="meta")
+    params = {n: p.detach().to("meta").requires_grad_() for n, p in model.named_parameters() if p.requires_grad}
+    buffers = {n: b.to("meta") for n, b in model.named_buffers()}
+    inputs = (video if model.mode != "audio" else None, audio if model.mode != "video" else None)
+    logits = functional_call(model, {**params, **buffers}, inputs)
+    grads = torch.autograd.grad(logits.sum(), list(params.values()), allow_unused=True)
+    unreached = [name for name, grad in zip(params, grads) if grad is None]
+    for name in unreached:
+        model.get_parameter(name).requires_grad_(False)
+    return unreached
+
+
 def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool) -> StepFn:
     """The loop's `step_fn`: targets, optional mixup, forward on the mode's inputs, loss."""
 
@@ -226,6 +252,8 @@ def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> Fin
             write_rejected(run_dir, train_set, val_set)
         model = AVClassifier(backbone, len(classes), mode=cfg.mode, fusion=cfg.head.fusion, dropout=cfg.head.dropout,
                              classes=classes, multi_label=train_set.multi_label, time_bins=cfg.head.time_bins)
+        frozen = freeze_unreached(model)  # before the optimizer groups: DDP then needs no search for unused ones
+        log.info("frozen, as mode %s never reads them: %s", cfg.mode, ", ".join(frozen) or "nothing")
         loader = build_loader(train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True,
                               drop_last=True, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
         log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",
@@ -237,7 +265,6 @@ def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> Fin
             evaluate=make_validator(val_set, data.val_batch_size or data.batch_size, data.num_workers),
             best_metric="val_mAP" if model.multi_label else "val_top1", seed=cfg.seed,
             groups=layer_decay_groups(model, cfg.train.lr, cfg.train.weight_decay, cfg.head.layer_decay),
-            find_unused_parameters=True,  # the joint blocks' norms of the streams a mode does not use
         )
         folder.keep()
         fit = trainer.fit()
