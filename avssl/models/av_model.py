@@ -292,9 +292,21 @@ class AVModel(SavesPretrained, nn.Module):
             out[f"{name}_tokens"] = encoder.forward_joint(blocks[name], self.joint_blocks)
             out[name] = out[f"{name}_tokens"].mean(dim=1)
         if len(blocks) == 2:
-            out["joint_tokens"] = self._joint_av(blocks["audio"], blocks["video"])
-            out["joint"] = out["joint_tokens"].mean(dim=1)
+            out.update(self._pooled_joint(blocks["audio"], blocks["video"]))
         return out
+
+    def joint_features(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The joint stream of `forward_features` alone: "joint_tokens" (B, Na + Nv, D) and "joint" (B, D).
+
+        What a classifier with fusion "joint" reads; `forward_features` with both inputs would also run
+        each stream through the joint blocks on its own, work that classifier throws away.
+        """
+        return self._pooled_joint(self.audio_encoder.forward_blocks(audio), self.video_encoder.forward_blocks(video))
+
+    def _pooled_joint(self, audio_blocks: torch.Tensor, video_blocks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`forward_blocks` outputs of both streams -> joint tokens ([audio, video]) and their mean."""
+        tokens = self._joint_av(audio_blocks, video_blocks)
+        return {"joint_tokens": tokens, "joint": tokens.mean(dim=1)}
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters AdamW should not decay besides the 1-D ones (timm's convention)."""

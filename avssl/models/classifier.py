@@ -111,7 +111,7 @@ class AVClassifier(SavesPretrained, nn.Module):
         if any(x is None for x in needs):
             raise ValueError(f"mode {self.mode!r} needs {'video and audio' if self.mode == 'av' else self.mode}")
         if self.mode == "av" and self.fusion == "joint":
-            return self.backbone.forward_features(video=video, audio=audio)["joint"]
+            return self.backbone.joint_features(video, audio)["joint"]
         # one stream at a time: both at once would also run the joint stream, unused here
         pooled = [self._pool(m, x) for m, x in (("video", video), ("audio", audio)) if self.mode in (m, "av")]
         if len(pooled) == 1:

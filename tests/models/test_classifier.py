@@ -51,6 +51,25 @@ def test_fusion_mean_averages_the_streams(inputs):
     assert torch.allclose(model.features(video, audio), (pooled_video + pooled_audio) / 2, atol=1e-6)
 
 
+def test_joint_fusion_runs_the_joint_blocks_once_with_the_features_and_gradients_of_forward_features(inputs):
+    """fusion=joint reads only the joint stream: one pass through each joint block per forward (not three:
+    the per-stream passes `forward_features` adds were thrown away), the same logits and gradients."""
+    video, audio = inputs
+    model = AVClassifier(create_model("tiny"), 3, mode="av", fusion="joint")
+    calls = []
+    model.backbone.joint_blocks[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[1]))
+    logits = model(video, audio)
+    features = model.backbone.forward_features(video=video, audio=audio)  # the former path
+    joint = features["joint"]
+    assert len(calls) == 4  # 1 for the classifier, 3 for forward_features: audio alone, video alone, both
+    assert calls[0] == calls[3] == features["joint_tokens"].shape[1]
+    torch.testing.assert_close(logits, model.forward_head(joint), rtol=0, atol=0)
+    new_grads = torch.autograd.grad(logits.sum(), list(model.parameters()), allow_unused=True)
+    old_grads = torch.autograd.grad(model.forward_head(joint).sum(), list(model.parameters()), allow_unused=True)
+    for new, old in zip(new_grads, old_grads):
+        assert (new is None) == (old is None) and (new is None or torch.equal(new, old))
+
+
 def test_gradients_reach_the_encoders(inputs):
     video, audio = inputs
     model = AVClassifier(create_model("tiny"), 3, mode="av")
