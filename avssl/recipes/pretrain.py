@@ -38,7 +38,7 @@ from avssl.train.collapse import (
     summarize_warnings,
 )
 from avssl.train.config import TrainConfig
-from avssl.train.trainer import FitResult, Trainer
+from avssl.train.trainer import FitResult, StepFn, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,29 @@ def write_rejected(run_dir: Path, *datasets: ClipDataset | ShardDataset) -> Path
 SYNC_KEYS = ("sync_audio", "sync_offset")  # a batch's inputs of the synchronisation task, when it has them
 
 
-def pretrain_step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """One pretraining forward: the model returns its total loss and each term."""
-    return model(batch["video"], batch["audio"], batch["has_audio"], **{k: batch[k] for k in SYNC_KEYS if k in batch})
+def may_lack_sound(dataset: ClipDataset | ShardDataset) -> bool:
+    """Whether training clips without sound may come, so each step must hand the model `has_audio`.
+
+    False only when the dataset counted its silent videos when it was opened (`silent_videos`, from the
+    probe, which finds audio streams as the decoder does) and found none; shards do not count them.
+    Decided once: a batch's `has_audio` is on the device, and asking it every step would stall the host.
+    """
+    return getattr(dataset, "silent_videos", None) != 0
+
+
+def make_pretrain_step(mask_silence: bool) -> StepFn:
+    """The loop's `step_fn`: one pretraining forward, the model returning its total loss and each term.
+
+    `mask_silence` (`may_lack_sound`): pass each batch's `has_audio`, which masks the joint and decoder
+    attention; without it the model gets None, which keeps them on the unmasked kernels (FlashAttention
+    through SDPA on CUDA) with the same losses, every clip having sound.
+    """
+
+    def step(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        has_audio = batch["has_audio"] if mask_silence else None
+        return model(batch["video"], batch["audio"], has_audio, **{k: batch[k] for k in SYNC_KEYS if k in batch})
+
+    return step
 
 
 def _validation_pass(model: nn.Module, batches: Iterable[dict[str, Any]], device: torch.device
@@ -289,7 +309,7 @@ def run_pretrain(cfg: PretrainConfig) -> FitResult:
                         len(val_set), 100 / max(len(val_set), 1))
         monitor = CollapseMonitor(cfg.train.warmup_epochs, run_dir, model.config.alignment)
         trainer = Trainer(
-            model, loader, pretrain_step, cfg.train, run_dir, ctx,
+            model, loader, make_pretrain_step(may_lack_sound(train_set)), cfg.train, run_dir, ctx,
             evaluate=make_validator(val_loader), best_metric="mean_R@1", seed=cfg.seed,
             after_validation=monitor.after_validation,
         )

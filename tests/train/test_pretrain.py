@@ -3,6 +3,7 @@ torchrun."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
 import subprocess
@@ -72,33 +73,37 @@ def straight_run(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactor
     return run
 
 
+def wrap_steps(monkeypatch: pytest.MonkeyPatch, around: Callable) -> None:
+    """Make every pretraining step `around(step, model, batch)`, `step` being the one the recipe made."""
+    make = pretrain_module.make_pretrain_step
+    monkeypatch.setattr(pretrain_module, "make_pretrain_step", lambda *args: functools.partial(around, make(*args)))
+
+
 def fail_at_call(monkeypatch: pytest.MonkeyPatch, call: int, fail: Callable[[], None]) -> None:
     """Make the `call`-th pretraining step (a micro-step, before its forward) run `fail` first."""
     calls = {"n": 0}
-    original = pretrain_module.pretrain_step
 
-    def step(model, batch):
+    def step(original, model, batch):
         calls["n"] += 1
         if calls["n"] == call:
             fail()
         return original(model, batch)
 
-    monkeypatch.setattr(pretrain_module, "pretrain_step", step)
+    wrap_steps(monkeypatch, step)
 
 
 def poison_loss_at(monkeypatch: pytest.MonkeyPatch, call: int) -> dict[str, int]:
     """Make the loss of the `call`-th pretraining step NaN; the returned {"n": ...} counts the steps run."""
     calls = {"n": 0}
-    original = pretrain_module.pretrain_step
 
-    def poisoned_step(model, batch):
+    def poisoned_step(original, model, batch):
         out = original(model, batch)
         calls["n"] += 1
         if calls["n"] == call:
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(pretrain_module, "pretrain_step", poisoned_step)
+    wrap_steps(monkeypatch, poisoned_step)
     return calls
 
 
@@ -302,13 +307,12 @@ def test_training_videos_without_any_sound_are_refused_before_training(write_tes
 def test_bf16_autocast_runs_the_same_loop_with_finite_losses(synthetic_corpus, tmp_path, monkeypatch):
     # CUDA runs bf16 by default (precision=auto); on a CPU the same autocast path is taken when asked
     seen = []
-    original = pretrain_module.pretrain_step
 
-    def watched_step(model, batch):
+    def watched_step(original, model, batch):
         seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
         return original(model, batch)
 
-    monkeypatch.setattr(pretrain_module, "pretrain_step", watched_step)
+    wrap_steps(monkeypatch, watched_step)
     cfg = tiny_config(synthetic_corpus, tmp_path / "bf16", "train.epochs=2", "train.precision=bf16")
     result = run_pretrain(cfg)
     assert result.status == "finished"
