@@ -28,7 +28,7 @@ from avssl.config import NON_EMPTY, SEED, Check, Range, at_least
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.shards import ShardDataset
-from avssl.data.loader import build_loader
+from avssl.data.loader import ClipLoader, build_loader
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
 from avssl.models.factory import load_backbone
@@ -36,7 +36,7 @@ from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.pseudo_labels import PseudoLabelConfig, PseudoLabelled, PseudoLabels
-from avssl.tasks.video_eval import EvalReport, evaluate_classifier, multi_view_dataset, predict_videos
+from avssl.tasks.video_eval import EvalReport, eval_loader, evaluate_classifier, multi_view_dataset, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
 from avssl.train.optim import layer_decay_groups
@@ -202,11 +202,12 @@ def make_step(mode: str, num_classes: int, head: HeadConfig, multi_label: bool) 
     return step
 
 
-def make_validator(dataset: ClipDataset | ShardDataset, batch_size: int, num_workers: int) -> EvalFn:
-    """Each epoch: per-video scores of one centred clip, reported as val_top1 / val_top5 (or val_mAP)."""
+def make_validator(dataset: ClipDataset | ShardDataset, loader: ClipLoader) -> EvalFn:
+    """Each epoch: per-video scores of one centred clip, reported as val_top1 / val_top5 (or val_mAP);
+    read through `loader` (an `eval_loader` of `dataset`), whose persistent workers serve every epoch."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        outputs = predict_videos(model, dataset, batch_size=batch_size, num_workers=num_workers)
+        outputs = predict_videos(model, dataset, loader=loader)
         metrics, _ = classification_report(outputs.values, outputs.targets, multi_label=model.multi_label)
         return {f"val_{k}": v for k, v in metrics.items()}
 
@@ -256,18 +257,21 @@ def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> Fin
         log.info("frozen, as mode %s never reads them: %s", cfg.mode, ", ".join(frozen) or "nothing")
         loader = build_loader(train_set, batch_size=data.batch_size, num_workers=data.num_workers, shuffle=True,
                               drop_last=True, rank=ctx.rank, world_size=ctx.world_size, seed=cfg.seed)
+        val_loader = eval_loader(  # its persistent workers serve every validation; closed when training ends
+            val_set, batch_size=data.val_batch_size or data.batch_size, num_workers=data.num_workers)
         log.info("fine-tuning %s (%s, %d classes%s) on %d train / %d val videos, %d process(es) on %s",
                  model_cfg.name, cfg.mode, len(classes), ", multi-label" if model.multi_label else "",
                  len(train_set), val_set.num_videos, ctx.world_size, ctx.device)
         log_augmentations(train_set)
         trainer = Trainer(
             model, loader, make_step(cfg.mode, len(classes), cfg.head, model.multi_label), cfg.train, run_dir, ctx,
-            evaluate=make_validator(val_set, data.val_batch_size or data.batch_size, data.num_workers),
+            evaluate=make_validator(val_set, val_loader),
             best_metric="val_mAP" if model.multi_label else "val_top1", seed=cfg.seed,
             groups=layer_decay_groups(model, cfg.train.lr, cfg.train.weight_decay, cfg.head.layer_decay),
         )
         folder.keep()
-        fit = trainer.fit()
+        with val_loader:
+            fit = trainer.fit()
         result = FinetuneResult(math.nan, math.nan, {}, classes, None, run_dir, None, None, fit.status, fit)
         if ctx.is_main and fit.status == "finished":
             report = _final_evaluation(cfg, model, run_dir, val_source)

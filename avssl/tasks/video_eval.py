@@ -13,6 +13,7 @@ check the fine-tuning loop runs every epoch.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -25,7 +26,7 @@ from einops import rearrange, repeat
 from tqdm import tqdm
 
 from avssl.data.datasets import ClipDataset, open_dataset
-from avssl.data.loader import build_loader
+from avssl.data.loader import ClipLoader, build_loader
 from avssl.data.pipeline import input_pipeline
 from avssl.data.shards import ShardDataset
 from avssl.data.video import SpatialCrops  # noqa: F401  (here before avssl.data.pipeline existed)
@@ -62,23 +63,44 @@ class VideoOutputs:
     paths: list[str]
 
 
+def eval_loader(dataset: ClipDataset | ShardDataset, *, batch_size: int = 8, num_workers: int = 2) -> ClipLoader:
+    """The loader `per_video` reads `dataset` with: every item once, in source order.
+
+    Built once to score a dataset again and again (fine-tuning's validation every epoch), its persistent
+    workers serve every pass instead of being started anew each time; the passes are equal, as an
+    evaluation dataset draws nothing that depends on the epoch. Close it (or use it as a context
+    manager) to end its workers.
+    """
+    return build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
+
+
 def per_video(fn: ViewFn, dataset: ClipDataset | ShardDataset, *, mode: str, batch_size: int = 8,
-              num_workers: int = 2, device: torch.device | str = "cpu", show_progress: bool = False) -> VideoOutputs:
+              num_workers: int = 2, device: torch.device | str = "cpu", show_progress: bool = False,
+              loader: ClipLoader | None = None) -> VideoOutputs:
     """Average `fn(video_views, audio_views)` -> (n, K) over every view (clip x crop) of each video of a
     `multi_view_dataset`, in source order (items are grouped by `dataset.video_of`, in whatever order
     they come: shards stream in shard order).
 
     Per batch of B clips, mode "video" passes only the video views (n = B x crops), "audio" only the
     audio (n = B: crops are a picture matter), "av" both (each clip's audio repeated for its crops).
+    `loader`: an `eval_loader` of `dataset` kept by the caller, whose workers then outlive this pass;
+    by default one is built (`batch_size`, `num_workers`) and closed after it.
     """
     device = torch.device(device)
-    loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, drop_last=False)
+    with contextlib.nullcontext(loader) if loader is not None else eval_loader(
+            dataset, batch_size=batch_size, num_workers=num_workers) as batches:
+        return _average_views(fn, dataset, batches, mode, device, show_progress)
+
+
+def _average_views(fn: ViewFn, dataset: ClipDataset | ShardDataset, batches: ClipLoader, mode: str,
+                   device: torch.device, show_progress: bool) -> VideoOutputs:
+    """`per_video` over the batches of a loader of `dataset`."""
     num_videos = dataset.num_videos
     sums: torch.Tensor | None = None
     counts = torch.zeros(num_videos)
     targets: list[torch.Tensor | None] = [None] * num_videos
     paths: list[str] = [""] * num_videos
-    for batch in tqdm(loader, desc="evaluating", unit="batch", disable=not show_progress, leave=False):
+    for batch in tqdm(batches, desc="evaluating", unit="batch", disable=not show_progress, leave=False):
         views = batch["video"].shape[1]
         video = audio = None
         if mode in ("video", "av"):
@@ -107,8 +129,10 @@ def per_video(fn: ViewFn, dataset: ClipDataset | ShardDataset, *, mode: str, bat
 
 
 def predict_videos(model: AVClassifier, dataset: ClipDataset | ShardDataset, *, batch_size: int = 8,
-                   num_workers: int = 2, show_progress: bool = False) -> VideoOutputs:
-    """Per-video class probabilities (N, C) of `model` (its own device, eval mode, no gradients)."""
+                   num_workers: int = 2, show_progress: bool = False, loader: ClipLoader | None = None
+                   ) -> VideoOutputs:
+    """Per-video class probabilities (N, C) of `model` (its own device, eval mode, no gradients);
+    `loader`: an `eval_loader` of `dataset` to reuse (`per_video`)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -119,7 +143,7 @@ def predict_videos(model: AVClassifier, dataset: ClipDataset | ShardDataset, *, 
 
     with torch.no_grad():
         outputs = per_video(probabilities, dataset, mode=model.mode, batch_size=batch_size, num_workers=num_workers,
-                            device=device, show_progress=show_progress)
+                            device=device, show_progress=show_progress, loader=loader)
     model.train(was_training)
     return outputs
 

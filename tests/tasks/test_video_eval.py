@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from avssl.data.synthetic import make_corpus
 from avssl.models.classifier import AVClassifier
 from avssl.models.factory import create_model
-from avssl.tasks.video_eval import multi_view_dataset, SpatialCrops, evaluate_classifier, per_video
+from avssl.tasks.video_eval import (SpatialCrops, eval_loader, evaluate_classifier, multi_view_dataset, per_video,
+                                    predict_videos)
 
 
 def test_three_crops_run_left_centre_right_along_the_long_side():
@@ -68,3 +73,42 @@ def test_evaluate_classifier_writes_report(corpus, tmp_path):
     assert Image.open(report.confusion_png).format == "PNG"
     rows = report.predictions_csv.read_text().splitlines()
     assert rows[0] == "path,label,predicted,score" and len(rows) == 7
+
+
+class _PidLog(Dataset):
+    """The items of `source`, each adding the id of the process that read it to the file `log`."""
+
+    def __init__(self, source: Dataset, log: Path) -> None:
+        self.source, self.log = source, log
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Any:
+        with self.log.open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return self.source[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "source":  # not set yet (unpickling in a worker): no recursion
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+
+def test_a_kept_eval_loader_serves_every_pass_with_the_same_workers_and_predictions(corpus, tmp_path):
+    torch.manual_seed(0)
+    model = AVClassifier(create_model("tiny"), 2, mode="av", classes=["circle_low", "square_mid"])
+    dataset = multi_view_dataset(corpus / "train.csv", model_config=model.config, classes=model.classes)
+    fresh = predict_videos(model, dataset, batch_size=2, num_workers=0)
+    pid_log = tmp_path / "pids"
+    logged = _PidLog(dataset, pid_log)
+    passes = []
+    with eval_loader(logged, batch_size=2, num_workers=2) as loader:  # 3 batches: both workers read
+        for _ in range(2):
+            outputs = predict_videos(model, logged, loader=loader)
+            passes.append(set(pid_log.read_text().split()))
+            pid_log.unlink()
+            assert torch.equal(outputs.values, fresh.values) and torch.equal(outputs.targets, fresh.targets)
+            assert outputs.paths == fresh.paths
+    assert len(passes[0]) == 2 and str(os.getpid()) not in passes[0]
+    assert passes[1] == passes[0]  # the second pass was read by the same two processes: none re-spawned
