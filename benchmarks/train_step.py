@@ -12,6 +12,7 @@ process, fp32. avssl's step is the trainer's: forward, backward, gradient clippi
     python benchmarks/train_step.py --sizes tiny small --steps 5
     python benchmarks/train_step.py --sizes base --device cuda --batch-size 32 --grad-checkpointing
     python benchmarks/train_step.py --vs-cavmae --rounds 5 --profile
+    python benchmarks/train_step.py --vs-cavmae --compile --rounds 12 --steps 1   # + avssl under torch.compile
 """
 from __future__ import annotations
 
@@ -57,19 +58,21 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * size ** 3 / best
 
 
-def training_step(model: AVModel, batch: int, device: torch.device) -> Callable[[], None]:
+def training_step(model: AVModel, batch: int, device: torch.device, compile: bool = False) -> Callable[[], None]:
     """The trainer's optimizer step for `model` on fixed random inputs of its config's clip shape:
-    forward (bf16 autocast on CUDA), backward, gradient clipping at TrainConfig's default norm, its AdamW."""
+    forward (bf16 autocast on CUDA; `compile`: through `torch.compile`, as `train.compile=true` runs it),
+    backward, gradient clipping at TrainConfig's default norm, its AdamW."""
     cfg, train = model.config, TrainConfig()
     video = torch.randn(batch, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size, device=device)
     audio = torch.randn(batch, cfg.audio_frames, cfg.num_mel_bins, device=device)
     has_audio = torch.ones(batch, dtype=torch.bool, device=device)
     optimizer = adamw(param_groups(model, train.weight_decay), lr=train.lr, betas=train.betas, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    forward = torch.compile(model) if compile else model
 
     def step() -> None:
         with autocast:
-            loss = model(video, audio, has_audio)["loss"]
+            loss = forward(video, audio, has_audio)["loss"]
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         optimizer.step()
@@ -274,14 +277,19 @@ def reference_step(batch: int) -> Callable[[], None]:
     return step
 
 
-def vs_cavmae(batch: int, rounds: int, steps: int, profile: bool) -> None:
+def vs_cavmae(batch: int, rounds: int, steps: int, profile: bool, compile: bool = False) -> None:
     """Print avssl's and the reference's step times from `rounds` alternating rounds of `steps` steps each
     (after a warm-up step of each): per round, the fastest and the median round of each, and the median
-    of the per-round ratios (the figure to quote on a shared machine: each compares neighbouring steps)."""
+    of the per-round ratios (the figure to quote on a shared machine: each compares neighbouring steps).
+    `compile`: also avssl's step with its forward through `torch.compile`, in the same rounds (the
+    reference stays eager, as CAV-MAE runs)."""
     torch.manual_seed(0)
     cpu = torch.device("cpu")
-    steps_of = {"avssl": training_step(create_model(avssl_at_cavmae_shapes()).train(), batch, cpu),
-                "reference": reference_step(batch)}
+    steps_of = {"avssl": training_step(create_model(avssl_at_cavmae_shapes()).train(), batch, cpu)}
+    if compile:
+        steps_of["avssl compiled"] = training_step(create_model(avssl_at_cavmae_shapes()).train(), batch, cpu, True)
+    steps_of["reference"] = reference_step(batch)
+    ours = [name for name in steps_of if name != "reference"]
     print(f"CAV-MAE shapes {CAVMAE_SHAPES}, batch {batch}, fp32 CPU, {torch.get_num_threads()} threads")
     for step in steps_of.values():
         step()
@@ -289,14 +297,14 @@ def vs_cavmae(batch: int, rounds: int, steps: int, profile: bool) -> None:
     for round_ in range(rounds):
         for name, step in steps_of.items():
             times[name].append(seconds_per_step(step, steps, cpu, warm_up=False))
-        print(f"round {round_ + 1}: avssl {times['avssl'][-1]:.3f} s/step, reference {times['reference'][-1]:.3f}, "
-              f"ratio {times['avssl'][-1] / times['reference'][-1]:.2f}")
-    for label, pick in (("fastest", min), ("median", statistics.median)):
-        avssl, reference = pick(times["avssl"]), pick(times["reference"])
-        print(f"{label} round: avssl {avssl:.3f} s/step, CAV-MAE reference {reference:.3f} s/step "
-              f"({avssl / reference:.2f}x)")
-    ratios = [a / r for a, r in zip(times["avssl"], times["reference"])]  # each from back-to-back steps
-    print(f"median of the rounds' ratios: avssl takes {statistics.median(ratios):.2f}x the reference's step time")
+        print(f"round {round_ + 1}: " + ", ".join(f"{name} {t[-1]:.3f} s/step" for name, t in times.items()))
+    for name in ours:
+        for label, pick in (("fastest", min), ("median", statistics.median)):
+            avssl, reference = pick(times[name]), pick(times["reference"])
+            print(f"{label} round: {name} {avssl:.3f} s/step, CAV-MAE reference {reference:.3f} s/step "
+                  f"({avssl / reference:.2f}x)")
+        ratios = [a / r for a, r in zip(times[name], times["reference"])]  # each from back-to-back steps
+        print(f"median of the rounds' ratios: {name} takes {statistics.median(ratios):.2f}x the reference's step time")
     if profile:
         for name, step in steps_of.items():
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -315,9 +323,10 @@ def main() -> None:
     parser.add_argument("--vs-cavmae", action="store_true", help="avssl's step against CAV-MAE's at equal shapes")
     parser.add_argument("--rounds", type=int, default=5, help="--vs-cavmae: alternating rounds of --steps steps each")
     parser.add_argument("--profile", action="store_true", help="--vs-cavmae: torch.profiler table of one step of each")
+    parser.add_argument("--compile", action="store_true", help="--vs-cavmae: avssl's forward through torch.compile")
     args = parser.parse_args()
     if args.vs_cavmae:
-        vs_cavmae(args.batch_size or 16, args.rounds, args.steps, args.profile)
+        vs_cavmae(args.batch_size or 16, args.rounds, args.steps, args.profile, args.compile)
         return
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     peak = matmul_peak(device)
