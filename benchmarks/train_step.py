@@ -59,20 +59,20 @@ def matmul_peak(device: torch.device) -> float:
 
 
 def training_step(model: AVModel, batch: int, device: torch.device, compile: bool = False) -> Callable[[], None]:
-    """The trainer's optimizer step for `model` on fixed random inputs of its config's clip shape:
+    """The trainer's optimizer step for `model` on fixed random inputs of its config's clip shape (every
+    clip with sound, so, as in `avssl.recipes.pretrain`, without a `has_audio` mask):
     forward (bf16 autocast on CUDA; `compile`: through `torch.compile`, as `train.compile=true` runs it),
     backward, gradient clipping at TrainConfig's default norm, its AdamW."""
     cfg, train = model.config, TrainConfig()
     video = torch.randn(batch, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size, device=device)
     audio = torch.randn(batch, cfg.audio_frames, cfg.num_mel_bins, device=device)
-    has_audio = torch.ones(batch, dtype=torch.bool, device=device)
     optimizer = adamw(param_groups(model, train.weight_decay), lr=train.lr, betas=train.betas, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     forward = torch.compile(model) if compile else model
 
     def step() -> None:
         with autocast:
-            loss = forward(video, audio, has_audio)["loss"]
+            loss = forward(video, audio)["loss"]  # every clip has sound: no has_audio, as the trainer
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         optimizer.step()
