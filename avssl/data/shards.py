@@ -1,11 +1,7 @@
 """ShardDataset: ClipDataset's clips, streamed from the WebDataset tar shards `avssl shard` writes.
 
-Shards are read with the `webdataset` package, so a shard given by the caller can be a local file,
-an http(s) URL, ``pipe:COMMAND`` or any other scheme its ``gopen`` knows. ``pipe:COMMAND`` runs
-COMMAND in a shell and reads the shard from its output (e.g. ``pipe:aws s3 cp
-s3://bucket/shard-000000.tar -``): pass it only for commands you would run yourself. The shard names
-an ``index.json`` lists are never URLs or commands: they must be plain file names, resolved beside
-the index (a shard folder's are opened as local files), so an index cannot run anything.
+Shards are read with the `webdataset` package: local files, URLs or ``pipe:`` commands, found from
+a folder, paths or brace patterns and checked against their ``index.json`` (`avssl.data.shard_index`).
 
 Clips are decoded from the bytes in memory with the same decoder, sampler and transforms as
 ClipDataset, and every draw is keyed by the item index ClipDataset gives the same clip (computed
@@ -21,6 +17,8 @@ blocks in order: a worker whose shards hold fewer items than its share starts th
 more stops early (the per-epoch shard order changes which). Without it (evaluation) each worker reads
 its shards exactly once. ``set_epoch`` puts the epoch and resume point in shared memory, which each pass
 (``__iter__``) reads first: persistent workers, started once, plan and draw every epoch as fresh ones would.
+``plan_items`` yields one worker's plan for a stream that deals an epoch itself (`avssl.data.interleave`),
+and ``only_videos`` narrows a corpus to some of its videos (a subset streamed without new shards).
 
 Malformed samples (no ``.json`` member, unreadable metadata, the video member missing or not a
 regular file) and unreadable shards (truncated, not a tar, gone) are skipped: each is logged and
@@ -35,16 +33,12 @@ import itertools
 import json
 import logging
 import math
-import os
-import re
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from webdataset.filters import shuffle as shuffle_filter
-from webdataset.gopen import gopen
-from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tarfile_samples
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -52,12 +46,11 @@ from avssl.data.clips import MAX_CONSECUTIVE_FAILURES, ClipMaker, label_target
 from avssl.data.decode import DecodeError
 from avssl.data.probe import VideoInfo
 from avssl.data.sampling import seed_from
-from avssl.data.shard_writer import INDEX_FORMAT, INDEX_NAME
+from avssl.data.shard_index import is_shard_source, resolve_shards  # noqa: F401  (is_shard_source: re-exported)
 
 log = logging.getLogger(__name__)
 
 _ORDER, _BUFFER = 1, 2  # salts that keep the shard-order and shuffle-buffer seeds apart
-_SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # what an index may list: a plain file name
 _META_KEYS = ("index", "path", "ext", "start", "duration", "label", "labels")  # what `_Video.metadata` writes
 
 
@@ -73,81 +66,6 @@ class WorkerPlan(NamedTuple):
     items: int
     skip: int
     role: int
-
-
-def _is_url(text: str) -> bool:
-    """True for ``scheme:...`` strings webdataset opens (http://, pipe:, s3://, ...), not for local paths."""
-    head = text.split(":", 1)[0]
-    return ":" in text and len(head) > 1 and head.isalnum()
-
-
-def is_shard_source(source: str | Path) -> bool:
-    """Whether `source` names shards: a folder with an avssl shard index, or .tar file(s) / a URL or
-    brace pattern of them."""
-    text = str(source)
-    if Path(text).is_dir():
-        return (Path(text) / INDEX_NAME).is_file()
-    return any(url.endswith(".tar") for url in expand_urls(text))
-
-
-def read_index(location: str | Path) -> dict:
-    """The shard index (``index.json``) at a local path or a URL webdataset can open."""
-    text = str(location)
-    try:
-        with (gopen(text, "rb") if _is_url(text) else open(text, "rb")) as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{text}: no shard index; write shards with `avssl shard DATA --out DIR` "
-                                "or pass the index's location (index=...)") from None
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{text}: cannot read the shard index: {err}") from err
-    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{text} is not an avssl shard index (no \"format\": \"{INDEX_FORMAT}\")")
-    for shard in data.get("shards", []):
-        _check_shard_name(shard.get("name") if isinstance(shard, dict) else shard, text)
-    return data
-
-
-def _check_shard_name(name: object, index: str) -> None:
-    """Refuse an index entry that is not a plain file name: a path, URL or ``pipe:`` command there
-    would let the index open other files or run a shell command."""
-    if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
-        raise ValueError(f"{index}: shard name {name!r} is not a plain file name (letters, digits, '_', '.', '-'); "
-                         "an index lists the shards beside it, never paths, URLs or pipe: commands")
-
-
-def resolve_shards(shards: str | Path | Sequence[str | Path], index: str | Path | None = None
-                   ) -> tuple[list[str], dict, list[dict]]:
-    """(shard URLs, the index, each shard's index entry) for a shard folder, a path / URL / brace pattern
-    (``shard-{000000..000009}.tar``, several joined by ``::``) or a list of them. The index is `index`,
-    else the folder's, else ``index.json`` beside the first shard."""
-    if isinstance(shards, (str, os.PathLike)) and Path(shards).is_dir():
-        folder = Path(shards).absolute()  # absolute: gopen opens it as a file whatever the folder's name
-        data = read_index(index or folder / INDEX_NAME)
-        return [str(folder / s["name"]) for s in data["shards"]], data, list(data["shards"])
-    if isinstance(shards, (str, os.PathLike)):
-        urls = expand_urls(str(shards))
-    else:
-        urls = [str(s) for s in shards]
-    if not urls:
-        raise ValueError("no shards given")
-    missing = [u for u in urls if not _is_url(u) and not os.path.isfile(u)]
-    if missing:
-        raise FileNotFoundError(f"shard not found: {missing[0]}" + (f" (and {len(missing) - 1} more)"
-                                                                     if len(missing) > 1 else ""))
-    if index is None:
-        if urls[0].startswith("pipe:"):
-            raise ValueError(f"{urls[0]}: the index cannot be found beside a pipe: shard; pass index=URL")
-        index = urls[0].rsplit("/", 1)[0] + "/" + INDEX_NAME if "/" in urls[0] else INDEX_NAME
-    data = read_index(index)
-    by_name = {s["name"]: s for s in data["shards"]}
-    entries = []
-    for url in urls:
-        name = url.rstrip("/").rsplit("/", 1)[-1]
-        if name not in by_name:
-            raise ValueError(f"{url}: {name} is not one of the {len(by_name)} shards listed in {index}")
-        entries.append(by_name[name])
-    return urls, data, entries
 
 
 class ShardDataset(ClipMaker, IterableDataset):
@@ -185,17 +103,36 @@ class ShardDataset(ClipMaker, IterableDataset):
             raise ValueError(f"label {unknown[0]!r} in the shards is not one of the {len(self.classes)} given classes")
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         self.rejected = [VideoInfo(r["path"], False, r["reason"]) for r in data.get("rejected", [])]
-        # items per packed video, and the ClipDataset index of each video's first item
-        self._counts = np.array([self.sampler.num_items(d) for d in data["durations"]], np.int64)
-        self._first_item = np.concatenate([[0], np.cumsum(self._counts)])
-        self._usable_first = self._first_item[:-1][self._counts > 0]  # of the videos that give items
-        self._shard_items = np.array([int(self._counts[s["indices"]].sum()) for s in entries], np.int64)
-        self.total_items = int(self._shard_items.sum())
-        if self.total_items == 0:
-            raise ValueError(f"{shards}: none of the {sum(s['videos'] for s in entries)} videos gives a "
-                             f"{self.clip_duration:g} s clip (all shorter, short='skip')")
+        self._shard_videos = [list(s["indices"]) for s in entries]  # packed video numbers per shard
+        self._count_items(np.array([self.sampler.num_items(d) for d in data["durations"]], np.int64), str(shards))
         self.rank, self.world_size, self.batch_size, self.drop_last = 0, 1, 1, False
         self._check_split(rank, world_size, batch_size, drop_last)
+
+    def _count_items(self, counts: np.ndarray, name: str) -> None:
+        """Set the items of each packed video (`counts`; 0: it gives none), and from them the ClipDataset
+        index of each video's first item and the items per shard."""
+        self._counts = counts
+        self._first_item = np.concatenate([[0], np.cumsum(counts)])
+        self._usable_first = self._first_item[:-1][counts > 0]  # of the videos that give items
+        self._shard_items = np.array([int(counts[v].sum()) for v in self._shard_videos], np.int64)
+        self.total_items = int(self._shard_items.sum())
+        if self.total_items == 0:
+            raise ValueError(f"{name}: none of the {sum(map(len, self._shard_videos))} videos gives a "
+                             f"{self.clip_duration:g} s clip (all shorter, short='skip')")
+
+    def only_videos(self, videos: Iterable[int]) -> "ShardDataset":
+        """A copy whose items are those of the packed videos `videos` (their json ``index``) alone,
+        numbered as a ClipDataset of just them numbers them, that reads only the shards holding them:
+        part of a corpus (e.g. a pool's pseudo-labelled clips) streamed without writing new shards."""
+        keep = np.zeros(len(self._counts), bool)
+        keep[list(videos)] = True
+        held = [k for k, v in enumerate(self._shard_videos) if keep[v].any()]
+        other = copy.copy(self)
+        other._shared = self._shared.clone().share_memory_()
+        other.urls, other._shard_videos = [self.urls[k] for k in held], [self._shard_videos[k] for k in held]
+        other._count_items(np.where(keep, self._counts, 0), f"{int(keep.sum())} chosen videos")
+        other._check_split(self.rank, self.world_size, self.batch_size, self.drop_last)
+        return other
 
     @property
     def num_videos(self) -> int:
@@ -285,12 +222,16 @@ class ShardDataset(ClipMaker, IterableDataset):
     def __iter__(self) -> Iterator[dict | list[dict]]:
         self.epoch, self.start = self._shared.tolist()  # in a persistent worker: what set_epoch chose since
         info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        shards, count, skip, role = self.worker_plan(worker, num_workers)
+        return self.plan_items(self.worker_plan(*((info.id, info.num_workers) if info is not None else (0, 1))))
+
+    def plan_items(self, plan: WorkerPlan) -> Iterator[dict | list[dict]]:
+        """The items of `plan` in the current epoch: what `__iter__` yields for its worker's `worker_plan`,
+        or, for a stream that deals epochs itself, the given count from a role's shards."""
+        shards, count, skip, role = plan
         if not shards:
             return
         if count > 0 and int(self._shard_items[shards].sum()) == 0:
-            raise ValueError(f"rank {self.rank} worker {worker}: its {len(shards)} shards hold no usable items")
+            raise ValueError(f"rank {self.rank} worker role {role}: its {len(shards)} shards hold no usable items")
         stream = self._stream(shards, repeat=count >= 0, role=role)
         yielded, failures = 0, []
         for position, (sample, meta, index, item) in enumerate(stream):

@@ -5,8 +5,10 @@ they look (Lee 2013; Xie et al., "Self-training with Noisy Student", CVPR 2020).
 or the top-k most confident of each predicted class, which keeps the classes balanced) and gives each
 a target: hard (one-hot, or multi-hot of the classes above 0.5) or soft (the probabilities).
 `pseudo_label_stats` summarises a round: clips kept, per-class counts, a confidence histogram, and
-agreement with the true labels where a labels file says them. `PseudoLabelled` serves the labelled
-clips and the pseudo-labelled ones as one training set with float targets.
+agreement with the true labels where a labels file or the pool's shards say them. `pseudo_labelled`
+serves the labelled clips and the pseudo-labelled ones as one training set with float targets:
+`PseudoLabelled` for files, an `Interleaved` stream when either part is shards (the pool's shards are
+narrowed to the kept clips, found by their files, and streamed as they are).
 """
 from __future__ import annotations
 
@@ -15,12 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from avssl.config import NON_EMPTY, Check, OneOf, Range, at_least, key_hint
 from avssl.data.datasets import ClipDataset
+from avssl.data.interleave import Interleaved
 from avssl.data.manifest import read_source
+from avssl.data.shard_index import is_shard_source, labels_by_file, packed_videos_of
+from avssl.data.shards import ShardDataset
 from avssl.models.config import ModelConfig, config_fields, get_config
 
 HISTOGRAM_BINS = 10  # confidence histogram: equal bins over [0, 1]
@@ -42,7 +48,9 @@ class PseudoLabelConfig:
     crop_scale: tuple[float, float] = (0.2, 1.0)
     freq_mask: int = 48
     time_mask: float = 0.3
-    truth: str = ""  # optional manifest with the unlabeled clips' true labels: agreement is measured, never used
+    # optional true labels of the unlabeled clips (a manifest, or shards written with labels):
+    # agreement is measured, never used
+    truth: str = ""
     # the students' architecture: changes to the teacher's (`depth: 3`), or a named size and changes to
     # it (`name: small`); empty: the teacher's. Its numbers are checked by ModelConfig.RANGES
     student_model: dict[str, Any] = field(default_factory=dict)
@@ -81,13 +89,20 @@ def check_student_model(section: dict[str, Any]) -> None:
 
 @dataclass
 class PseudoLabels:
-    """The clips a teacher labelled: their files and targets (K, C), and every pool clip's facts."""
+    """The clips a teacher labelled: their files and targets (K, C), every pool clip's facts, and
+    what the student opens to read the kept clips."""
 
     paths: list[str]  # the kept clips' files
     targets: torch.Tensor  # (K, C) float: hard 0/1 or the teacher's probabilities
     kept: torch.Tensor  # (N,) bool over the pool
     confidence: torch.Tensor  # (N,) the teacher's confidence of each pool clip
     hard: torch.Tensor  # (N, C) 0/1: the predicted class (multi-label: classes above 0.5)
+    # the kept files (`paths`) or, for a pool of shards, its source, which `pseudo_labelled` narrows to them
+    source: str | list[str]
+
+    def by_file(self) -> dict[str, torch.Tensor]:
+        """The kept clips' targets by absolute file path."""
+        return {os.path.abspath(p): t for p, t in zip(self.paths, self.targets)}
 
 
 def choose_pseudo_labels(probs: torch.Tensor, paths: list[str], cfg: PseudoLabelConfig,
@@ -109,14 +124,16 @@ def choose_pseudo_labels(probs: torch.Tensor, paths: list[str], cfg: PseudoLabel
         kept = capped
     rows = kept.nonzero().flatten()
     targets = probs[rows] if cfg.labels == "soft" else hard[rows]
-    return PseudoLabels([paths[k] for k in rows.tolist()], targets, kept, confidence, hard)
+    kept_paths = [paths[k] for k in rows.tolist()]
+    return PseudoLabels(kept_paths, targets, kept, confidence, hard, list(kept_paths))
 
 
 def true_targets(truth: str, paths: list[str], classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) 0/1 true labels of `paths` from the manifest `truth`, and (N,) bool: which paths it
-    labels (classes it names that the classifier does not know count as none)."""
+    """(N, C) 0/1 true labels of `paths` from `truth` (a manifest, or shards written with labels),
+    and (N,) bool: which paths it labels (classes it names that the classifier does not know count as none)."""
     index = {c: i for i, c in enumerate(classes)}
-    by_path = {os.path.abspath(e.path): e.labels or ((e.label,) if e.label else ()) for e in read_source(truth)}
+    by_path = labels_by_file(truth) if is_shard_source(truth) else {
+        os.path.abspath(e.path): e.labels or ((e.label,) if e.label else ()) for e in read_source(truth)}
     target = torch.zeros(len(paths), len(classes))
     known = torch.zeros(len(paths), dtype=torch.bool)
     for row, path in enumerate(paths):
@@ -149,6 +166,22 @@ def pseudo_label_stats(labels: PseudoLabels, classes: list[str], truth: tuple[to
     return stats
 
 
+class _Targets:
+    """Gives an item (a dict, or a list of them with several clips) a float (C,) `label` target: with
+    `by_file`, the target of its file; else its own label as one target (one-hot; multi-hot as it is)."""
+
+    def __init__(self, num_classes: int, multi_label: bool, by_file: dict[str, torch.Tensor] | None = None) -> None:
+        self.num_classes, self.multi_label, self.by_file = num_classes, multi_label, by_file
+
+    def __call__(self, item: dict | list[dict]) -> dict | list[dict]:
+        if isinstance(item, list):
+            return [self(row) for row in item]
+        if self.by_file is not None:
+            return {**item, "label": self.by_file[os.path.abspath(item["path"])]}
+        label = item["label"]
+        return {**item, "label": label if self.multi_label else F.one_hot(label, self.num_classes).float()}
+
+
 class PseudoLabelled(Dataset):
     """The labelled training clips followed by the pseudo-labelled ones, as one map-style dataset whose
     every `label` is a float (C,) target (a labelled clip's one-hot or multi-hot; a pseudo-labelled
@@ -160,7 +193,8 @@ class PseudoLabelled(Dataset):
         self.rejected = labelled.rejected + unlabeled.rejected
         self.silent_videos = labelled.silent_videos + unlabeled.silent_videos
         self.num_videos = labelled.num_videos + unlabeled.num_videos
-        self._targets = {os.path.abspath(p): t for p, t in zip(labels.paths, labels.targets)}
+        self._own = _Targets(len(self.classes), self.multi_label)
+        self._pseudo = _Targets(len(self.classes), self.multi_label, labels.by_file())
 
     def augmentations(self) -> str:
         """The random augmentations of the clips (both parts share them)."""
@@ -174,12 +208,29 @@ class PseudoLabelled(Dataset):
     def __len__(self) -> int:
         return len(self.labelled) + len(self.unlabeled)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict | list[dict]:
         if index < len(self.labelled):
-            item = self.labelled[index]
-            label = item["label"]
-            item["label"] = label if self.multi_label else F.one_hot(label, len(self.classes)).float()
-            return item
-        item = self.unlabeled[index - len(self.labelled)]
-        item["label"] = self._targets[os.path.abspath(item["path"])]
-        return item
+            return self._own(self.labelled[index])
+        return self._pseudo(self.unlabeled[index - len(self.labelled)])
+
+
+def pseudo_labelled(labelled: ClipDataset | ShardDataset, unlabeled: ClipDataset | ShardDataset,
+                    labels: PseudoLabels) -> PseudoLabelled | Interleaved:
+    """The student's training set: the labelled clips and the pseudo-labelled ones, every `label` a
+    float (C,) target. `unlabeled` is `labels.source` opened as training clips: the kept files, or
+    the pool's shards, narrowed here to the kept clips. Both files: a `PseudoLabelled`; else an
+    `Interleaved` stream of the two, which ranks and workers split as they split shards."""
+    if isinstance(unlabeled, ShardDataset):
+        pool_shards = len(unlabeled.urls)
+        unlabeled = unlabeled.only_videos(packed_videos_of(unlabeled.urls, labels.paths))
+        ranks = dist.get_world_size() if dist.is_initialized() else 1
+        if len(unlabeled.urls) < ranks:  # each rank streams shards of its own
+            raise ValueError(f"the {len(labels.paths)} pseudo-labelled clips lie in {len(unlabeled.urls)} of the "
+                             f"pool's {pool_shards} shards, fewer than the {ranks} ranks: keep more clips "
+                             "(pseudo_label.threshold / top_k) or write the pool in smaller shards (avssl shard "
+                             "--shard-size)")
+    if not isinstance(labelled, ShardDataset) and not isinstance(unlabeled, ShardDataset):
+        return PseudoLabelled(labelled, unlabeled, labels)
+    num_classes, multi_label = len(labelled.classes), labelled.multi_label
+    return Interleaved([labelled, unlabeled], seed=labelled.seed, relabel=[
+        _Targets(num_classes, multi_label), _Targets(num_classes, multi_label, labels.by_file())])

@@ -1,10 +1,12 @@
 """Pseudo-labels: choosing them (threshold, class-balanced top-k, hard / soft, multi-label), their
-statistics against a truth file, the student's architecture and weights (`student_plan`), and
-`avssl finetune data.unlabeled=...` end to end (a teacher, one noisy student, the report; a larger
-student) on the synthetic corpus with the tiny model."""
+statistics against a truth file, the student's architecture and weights (`student_plan`), the
+student's training set from files and shards (`pseudo_labelled`), and `avssl finetune
+data.unlabeled=...` end to end (a teacher, one noisy student, the report; a larger student) on the
+synthetic corpus with the tiny model."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,21 @@ import torch
 
 from avssl.cli import main
 from avssl.config import ConfigError, load_config
+from avssl.data.datasets import ClipDataset
+from avssl.data.interleave import Interleaved
+from avssl.data.shard_index import shard_metadata
+from avssl.data.shard_writer import write_shards
+from avssl.data.shards import ShardDataset
 from avssl.models.factory import create_model, load_classifier
 from avssl.recipes.finetune import FinetuneConfig, soft_targets
 from avssl.recipes.pseudo_label import student_config, student_plan
-from avssl.tasks.pseudo_labels import PseudoLabelConfig, choose_pseudo_labels, pseudo_label_stats, true_targets
+from avssl.tasks.pseudo_labels import (PseudoLabelConfig, PseudoLabelled, choose_pseudo_labels, pseudo_label_stats,
+                                       pseudo_labelled, true_targets)
 from avssl.train.observe import read_metrics
 
 PROBS = torch.tensor([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.7, 0.2, 0.1], [0.2, 0.75, 0.05], [0.4, 0.3, 0.3]])
 PATHS = [f"/pool/{k}.mp4" for k in range(5)]
+TINY = dict(num_frames=2, clip_duration=1.0, frame_size=32)
 
 
 def test_threshold_and_class_balanced_top_k() -> None:
@@ -66,9 +75,16 @@ def _manifest(path: Path, rows: list[dict[str, str]], root: Path, label: bool = 
     return path
 
 
+def _shards(manifest: Path, out: Path) -> Path:
+    """`manifest`'s videos (about 40 KB each) in shards of at most 100 KB."""
+    write_shards(manifest, out, shard_size="100KB", shuffle_seed=0, probe_cache=False)
+    return out
+
+
 def _few_labels(corpus: Path, tmp_path: Path, pool_size: int | None = None) -> tuple[list[str], list[str]]:
     """`avssl finetune` arguments for 2 labelled clips per class of the corpus's train.csv, the first
-    `pool_size` (default: all) of the rest unlabeled, its val.csv, one epoch on the CPU; and the classes."""
+    `pool_size` (default: all) of the rest unlabeled (copies in tmp_path/pool_videos, which a test may
+    delete once they are in shards), its val.csv, one epoch on the CPU; and the classes."""
     with (corpus / "train.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     by_class: dict[str, list[dict[str, str]]] = {}
@@ -76,8 +92,13 @@ def _few_labels(corpus: Path, tmp_path: Path, pool_size: int | None = None) -> t
         by_class.setdefault(row["label"], []).append(row)
     labelled = [r for group in by_class.values() for r in group[:2]]
     unlabeled = [r for r in rows if r not in labelled][:pool_size]
+    copies = tmp_path / "pool_videos"
+    for row in unlabeled:
+        (copies / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus / row["path"], copies / row["path"])
     train = _manifest(tmp_path / "labelled.csv", labelled, corpus)
-    pool = _manifest(tmp_path / "unlabeled.csv", unlabeled, corpus, label=False)
+    pool = _manifest(tmp_path / "unlabeled.csv", unlabeled, copies, label=False)
+    _manifest(tmp_path / "unlabeled_truth.csv", unlabeled, copies)  # the pool with its labels: truth, shards
     args = ["finetune", "-c", "tiny", f"data.train={train}", f"data.val={corpus / 'val.csv'}", f"data.unlabeled={pool}",
             "pseudo_label.threshold=0.0", "train.epochs=1", "train.device=cpu", "data.eval_clips=1",
             "data.eval_crops=1", "data.num_workers=0", "train.loggers=[]"]
@@ -88,7 +109,7 @@ def _few_labels(corpus: Path, tmp_path: Path, pool_size: int | None = None) -> t
 def test_finetune_with_unlabeled_clips_runs_a_teacher_and_a_noisy_student(synthetic_corpus, tmp_path) -> None:
     args, classes = _few_labels(synthetic_corpus, tmp_path)
     out = tmp_path / "pl"
-    code = main(args + [f"pseudo_label.truth={synthetic_corpus / 'train.csv'}", "pseudo_label.labels=soft",
+    code = main(args + [f"pseudo_label.truth={tmp_path / 'unlabeled_truth.csv'}", "pseudo_label.labels=soft",
                         f"out={out}"])
     assert code == 0
     rounds = read_metrics(out, "pseudo_label")
@@ -174,3 +195,71 @@ def test_a_larger_student_trains_from_random_weights_beside_a_pretrained_teacher
     assert first["kept"] == 4 and first["student_params_M"] > first["teacher_params_M"] > 0
     assert 0.0 <= last["teacher_top1"] <= 100.0 and read_metrics(out / "round1", "train")
     assert "student_params_M" in (out / "report.html").read_text()
+
+
+def _epoch(dataset) -> list[dict]:
+    """The items of epoch 0 of a training set, read in this process."""
+    dataset.set_epoch(0)
+    return list(dataset) if isinstance(dataset, Interleaved) else [dataset[k] for k in range(len(dataset))]
+
+
+@pytest.mark.parametrize("labelled_shards, pool_shards", [(False, True), (True, False), (True, True), (False, False)])
+def test_the_students_set_is_the_labelled_clips_and_the_kept_pool_clips_with_their_targets(
+        synthetic_corpus, tmp_path, labelled_shards, pool_shards) -> None:
+    _few_labels(synthetic_corpus, tmp_path)
+    sources = {"labelled": tmp_path / "labelled.csv", "pool": tmp_path / "unlabeled_truth.csv"}
+    with sources["pool"].open(newline="") as handle:
+        pool_paths = [row["path"] for row in csv.DictReader(handle)]
+    probs = torch.rand(len(pool_paths), 4, generator=torch.Generator().manual_seed(0)).softmax(dim=1)
+    labels = choose_pseudo_labels(probs, pool_paths, PseudoLabelConfig(threshold=0.0, top_k=1, labels="soft"))
+    assert 0 < len(labels.paths) < len(pool_paths)
+    labelled = (ShardDataset(_shards(sources["labelled"], tmp_path / "labelled"), seed=1, **TINY) if labelled_shards
+                else ClipDataset(sources["labelled"], seed=1, probe_cache=False, **TINY))
+    pool = (ShardDataset(_shards(sources["pool"], tmp_path / "pool"), seed=1, **TINY) if pool_shards
+            else ClipDataset(labels.source, seed=1, probe_cache=False, **TINY))
+    dataset = pseudo_labelled(labelled, pool, labels)
+    assert isinstance(dataset, Interleaved if labelled_shards or pool_shards else PseudoLabelled)
+    items = _epoch(dataset)
+    assert len(items) == len(dataset) == 8 + len(labels.paths)
+    targets = dict(zip(labels.paths, labels.targets))
+    own = {row["path"]: row["label"] for row in csv.DictReader((tmp_path / "labelled.csv").open())}
+    for item in items:
+        if item["path"] in targets:
+            assert torch.equal(item["label"], targets[item["path"]])
+        else:  # a labelled clip, its class one-hot
+            assert item["label"].tolist() == [float(c == own[item["path"]]) for c in labelled.classes]
+    assert sorted(i["path"] for i in items if i["path"] in targets) == sorted(labels.paths)  # each kept clip once
+
+
+def test_kept_clips_in_fewer_shards_than_ranks_are_refused_with_what_to_do(synthetic_corpus, tmp_path,
+                                                                           monkeypatch) -> None:
+    _few_labels(synthetic_corpus, tmp_path)
+    pool = ShardDataset(_shards(tmp_path / "unlabeled_truth.csv", tmp_path / "pool"), **TINY)
+    first = next(shard_metadata(pool.urls[0]))["path"]
+    labels = choose_pseudo_labels(torch.tensor([[0.9, 0.1, 0.0, 0.0]]), [first], PseudoLabelConfig())
+    labelled = ClipDataset(tmp_path / "labelled.csv", probe_cache=False, **TINY)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    with pytest.raises(ValueError, match=r"the 1 pseudo-labelled clips lie in 1 of the pool's \d+ shards, fewer than "
+                                         r"the 2 ranks: keep more clips"):
+        pseudo_labelled(labelled, pool, labels)
+
+
+def test_multi_label_shards_keep_their_multi_hot_labels_beside_pseudo_labels(synthetic_corpus, tmp_path) -> None:
+    with (synthetic_corpus / "train.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("path,labels\n" + "".join(f"{synthetic_corpus / r['path']},{r['label']};any\n"
+                                                   for r in rows[:6]))
+    pool = [str(synthetic_corpus / r["path"]) for r in rows[6:12]]
+    dataset = ShardDataset(_shards(labelled, tmp_path / "shards"), seed=1, **TINY)
+    assert dataset.classes[0] == "any" and dataset.multi_label
+    probs = torch.tensor([[0.9, 0.2, 0.6, 0.7, 0.3]] * 3 + [[0.2, 0.1, 0.1, 0.1, 0.1]] * 3)
+    labels = choose_pseudo_labels(probs, pool, PseudoLabelConfig(threshold=0.5), multi_label=True)
+    items = _epoch(pseudo_labelled(dataset, ClipDataset(labels.source, seed=1, probe_cache=False, **TINY), labels))
+    assert len(items) == 6 + 3
+    for item in items:
+        if item["path"] in pool[:3]:  # the pseudo labels' multi-hot
+            assert item["label"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
+        else:  # a labelled clip's own two classes
+            assert item["label"][0] == 1.0 and item["label"].sum() == 2.0
