@@ -35,7 +35,7 @@ from avssl.models.factory import load_backbone
 from avssl.models.weights import load_weights, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
-from avssl.tasks.pseudo_labels import PseudoLabelConfig, PseudoLabelled, PseudoLabels
+from avssl.tasks.pseudo_labels import PseudoLabelConfig, PseudoLabels, pseudo_labelled
 from avssl.tasks.video_eval import EvalReport, eval_loader, evaluate_classifier, multi_view_dataset, predict_videos
 from avssl.train import distributed as distr
 from avssl.train.config import TrainConfig
@@ -245,8 +245,8 @@ def run_finetune(cfg: FinetuneConfig, pseudo: PseudoLabels | None = None) -> Fin
             raise ValueError(f"{train_source} has no labels: use class folders or a CSV with a label column")
         classes = train_set.classes
         if pseudo is not None:
-            unlabeled = training_dataset(pseudo.paths, data, data_pipeline(model_cfg, data), cfg.seed)
-            train_set = PseudoLabelled(train_set, unlabeled, pseudo)
+            unlabeled = training_dataset(pseudo.source, data, data_pipeline(model_cfg, data), cfg.seed)
+            train_set = pseudo_labelled(train_set, unlabeled, pseudo)
         val_set = multi_view_dataset(val_source, model_config=model_cfg, classes=classes, seed=cfg.seed,
                                      short=data.short_videos, **shape)
         if ctx.is_main:

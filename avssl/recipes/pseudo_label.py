@@ -6,13 +6,14 @@ Round 0 is the plain fine-tuning recipe on the labelled clips: the first teacher
 (2) keeps the confident ones as pseudo labels (`pseudo_label.threshold` / `top_k` per class, `hard`
 or `soft`; `avssl.tasks.pseudo_labels`), and (3) fine-tunes a student on labelled + pseudo-labelled
 clips with more noise than the teacher had: mixup, drop-path, harder crops and SpecAugment (Xie et
-al., CVPR 2020). The student is the next round's teacher. Its architecture is the teacher's or, with
-`pseudo_label.student_model`, a larger one; its weights are the run's `init` while it keeps the
-teacher's weight shapes, else random, or `pseudo_label.student_init` (`student_plan`, decided before
-round 0 so that an impossible student fails at once). Every round is a run of `run_finetune` in
-OUT/round<r>/; OUT/ itself holds config.yaml, metrics.jsonl (split "pseudo_label": each round's
-teacher top-1, teacher and student sizes and pseudo-label statistics), pseudo_labels/round<r>.csv
-and report.html.
+al., CVPR 2020). Labelled and unlabeled clips may each be files or shards (a pool of shards is
+streamed as it is, narrowed to the kept clips). The student is the next round's teacher. Its
+architecture is the teacher's or, with `pseudo_label.student_model`, a larger one; its weights are
+the run's `init` while it keeps the teacher's weight shapes, else random, or
+`pseudo_label.student_init` (`student_plan`, decided before round 0 so that an impossible student
+fails at once). Every round is a run of `run_finetune` in OUT/round<r>/; OUT/ itself holds
+config.yaml, metrics.jsonl (split "pseudo_label": each round's teacher top-1, teacher and student
+sizes and pseudo-label statistics), pseudo_labels/round<r>.csv and report.html.
 """
 from __future__ import annotations
 
@@ -152,8 +153,8 @@ def student_config(cfg: FinetuneConfig, round_dir: Path, plan: StudentPlan) -> F
 
 
 def teacher_labels(cfg: FinetuneConfig, teacher_run: Path) -> tuple[PseudoLabels, list[str], list[str]]:
-    """The best checkpoint of `teacher_run` scores every clip of `data.unlabeled`: (pseudo labels,
-    classes, the pool's files)."""
+    """The best checkpoint of `teacher_run` scores every clip of `data.unlabeled` (files or shards):
+    (pseudo labels, classes, the pool's files)."""
     teacher = load_classifier(teacher_run, pick_device(cfg.train.device))
     data = cfg.data
     pool = multi_view_dataset(data.unlabeled, model_config=teacher.config, clips=data.eval_clips,
@@ -163,6 +164,8 @@ def teacher_labels(cfg: FinetuneConfig, teacher_run: Path) -> tuple[PseudoLabels
     outputs = predict_videos(teacher, pool, batch_size=data.val_batch_size or data.batch_size,
                              num_workers=data.num_workers)
     labels = choose_pseudo_labels(outputs.values, outputs.paths, cfg.pseudo_label, teacher.multi_label)
+    if is_shard_source(data.unlabeled):  # the student streams the pool's shards, narrowed to the kept clips
+        labels.source = data.unlabeled
     return labels, list(teacher.classes), outputs.paths
 
 
@@ -203,11 +206,7 @@ def run_pseudo_label(cfg: FinetuneConfig) -> FinetuneResult:
     """Round 0's teacher, then `pseudo_label.rounds` students (see the module's docstring); returns
     the last student's result."""
     if not cfg.data.unlabeled:
-        raise ValueError("pseudo-labelling needs data.unlabeled=SOURCE (folder, CSV) of unlabeled clips")
-    for key in ("train", "unlabeled"):
-        if is_shard_source(getattr(cfg.data, key)):
-            raise ValueError(f"data.{key}={getattr(cfg.data, key)}: pseudo-labelling reads files, folders or CSV "
-                             "manifests (training on shards plus pseudo labels is not supported yet)")
+        raise ValueError("pseudo-labelling needs data.unlabeled=SOURCE (folder, CSV or shards) of unlabeled clips")
     plan = student_plan(cfg)
     _log_plan(cfg, plan)
     out = Path(cfg.out)

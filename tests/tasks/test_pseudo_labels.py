@@ -1,8 +1,8 @@
 """Pseudo-labels: choosing them (threshold, class-balanced top-k, hard / soft, multi-label), their
 statistics against a truth file, the student's architecture and weights (`student_plan`), the
 student's training set from files and shards (`pseudo_labelled`), and `avssl finetune
-data.unlabeled=...` end to end (a teacher, one noisy student, the report; a larger student) on the
-synthetic corpus with the tiny model."""
+data.unlabeled=...` end to end (a teacher, one noisy student, the report; a larger student; shards for
+the pool or the labelled clips) on the synthetic corpus with the tiny model."""
 from __future__ import annotations
 
 import csv
@@ -21,13 +21,14 @@ from avssl.data.shard_writer import write_shards
 from avssl.data.shards import ShardDataset
 from avssl.models.factory import create_model, load_classifier
 from avssl.recipes.finetune import FinetuneConfig, soft_targets
-from avssl.recipes.pseudo_label import student_config, student_plan
+from avssl.recipes.pseudo_label import run_pseudo_label, student_config, student_plan
 from avssl.tasks.pseudo_labels import (PseudoLabelConfig, PseudoLabelled, choose_pseudo_labels, pseudo_label_stats,
                                        pseudo_labelled, true_targets)
 from avssl.train.observe import read_metrics
 
 PROBS = torch.tensor([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.7, 0.2, 0.1], [0.2, 0.75, 0.05], [0.4, 0.3, 0.3]])
 PATHS = [f"/pool/{k}.mp4" for k in range(5)]
+TINY_YAML = Path(__file__).resolve().parents[2] / "avssl" / "configs" / "finetune" / "tiny.yaml"
 TINY = dict(num_frames=2, clip_duration=1.0, frame_size=32)
 
 
@@ -263,3 +264,56 @@ def test_multi_label_shards_keep_their_multi_hot_labels_beside_pseudo_labels(syn
             assert item["label"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
         else:  # a labelled clip's own two classes
             assert item["label"][0] == 1.0 and item["label"].sum() == 2.0
+
+
+def _pseudo_label_run(args: list[str], *overrides: str):
+    """`run_pseudo_label` on the tiny recipe with `args` (the CLI's overrides) and `overrides`."""
+    return run_pseudo_label(load_config(FinetuneConfig, TINY_YAML, args[3:] + ["data.batch_size=4", *overrides]))
+
+
+def _round_csv(out: Path) -> dict[str, tuple[str, float, str]]:
+    with (out / "pseudo_labels" / "round1.csv").open(newline="") as handle:
+        return {r["path"]: (r["labels"], float(r["confidence"]), r["kept"]) for r in csv.DictReader(handle)}
+
+
+@pytest.mark.slow
+def test_a_pool_of_shards_is_pseudo_labelled_as_its_files(synthetic_corpus, tmp_path) -> None:
+    args, classes = _few_labels(synthetic_corpus, tmp_path)
+    pool_shards = _shards(tmp_path / "unlabeled_truth.csv", tmp_path / "pool")  # written with their true labels
+    common = ["pseudo_label.top_k=2", "pseudo_label.labels=soft"]
+    files = _pseudo_label_run(args, *common, f"pseudo_label.truth={tmp_path / 'unlabeled_truth.csv'}",
+                              f"out={tmp_path / 'files'}")
+    shutil.rmtree(tmp_path / "pool_videos")  # from here on the pool is its shards alone
+    shards = _pseudo_label_run(args, *common, f"data.unlabeled={pool_shards}", f"pseudo_label.truth={pool_shards}",
+                               "data.num_workers=2", f"out={tmp_path / 'shards'}")
+    assert files.status == shards.status == "finished"
+    by_files, by_shards = (read_metrics(tmp_path / run, "pseudo_label")[0] for run in ("files", "shards"))
+    assert 0 < by_shards["kept"] == by_files["kept"] < by_shards["pool"] == 16
+    for key in ["kept", "agreement_kept", "agreement_all", *(f"count/{c}" for c in classes)]:
+        assert by_shards[key] == by_files[key], key
+    for key in (k for k in by_files if k.startswith("confidence_hist/")):
+        assert by_shards[key] == pytest.approx(by_files[key]), key
+    rows_files, rows_shards = _round_csv(tmp_path / "files"), _round_csv(tmp_path / "shards")
+    assert rows_shards.keys() == rows_files.keys()
+    for path, (names, confidence, kept) in rows_files.items():
+        assert rows_shards[path][::2] == (names, kept) and rows_shards[path][1] == pytest.approx(confidence, abs=1e-3)
+    assert shards.fit.position.step == files.fit.position.step == (8 + by_files["kept"]) // 4  # the same student set
+    assert "Pseudo-labelled clips per class" in (tmp_path / "shards" / "report.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["files", "shards"])
+def test_labelled_shards_train_a_teacher_and_a_student(synthetic_corpus, tmp_path, pool) -> None:
+    args, _ = _few_labels(synthetic_corpus, tmp_path)
+    labelled = _shards(tmp_path / "labelled.csv", tmp_path / "labelled")
+    unlabeled = []
+    if pool == "shards":
+        unlabeled = [f"data.unlabeled={_shards(tmp_path / 'unlabeled.csv', tmp_path / 'pool')}"]
+        shutil.rmtree(tmp_path / "pool_videos")  # the pool is its shards alone
+    result = _pseudo_label_run(args, f"data.train={labelled}", *unlabeled, "pseudo_label.top_k=3",
+                               f"pseudo_label.truth={tmp_path / 'unlabeled_truth.csv'}", f"out={tmp_path / 'pl'}")
+    first = read_metrics(tmp_path / "pl", "pseudo_label")[0]
+    assert result.status == "finished" and 0 < first["kept"] <= 12 and first["pool"] == 16
+    assert 0.0 <= first["agreement_kept"] <= 100.0
+    assert result.fit.position.step == (8 + first["kept"]) // 4  # labelled shards + kept clips, each once
+    assert (tmp_path / "pl" / "round1" / "eval" / "metrics.json").is_file()
