@@ -13,8 +13,10 @@ on the test set (default: validation) with several clips x crops per video (`vid
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -32,12 +34,13 @@ from avssl.data.loader import ClipLoader, build_loader
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
 from avssl.models.factory import load_backbone
-from avssl.models.weights import load_weights, resolve_checkpoint
+from avssl.models.weights import load_weights, read_index, resolve_checkpoint
 from avssl.tasks.classification_metrics import classification_report
 from avssl.tasks.linear_probe import linear_probe
 from avssl.tasks.pseudo_labels import PseudoLabelConfig, PseudoLabels, pseudo_labelled
 from avssl.tasks.video_eval import EvalReport, eval_loader, evaluate_classifier, multi_view_dataset, predict_videos
 from avssl.train import distributed as distr
+from avssl.train.checkpoint import Position
 from avssl.train.config import TrainConfig
 from avssl.train.optim import layer_decay_groups
 from avssl.recipes.pretrain import (DataConfig, data_pipeline, log_augmentations, split_sources, training_dataset,
@@ -45,7 +48,8 @@ from avssl.recipes.pretrain import (DataConfig, data_pipeline, log_augmentations
 from avssl.recipes.run import open_run
 from avssl.train.trainer import EvalFn, FitResult, StepFn, Trainer
 
-__all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "linear_probe"]
+__all__ = ["FinetuneConfig", "FinetuneDataConfig", "HeadConfig", "FinetuneResult", "run_finetune", "finished_result",
+           "linear_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,27 @@ class FinetuneResult:
     metrics_json: Path | None
     status: str = "finished"
     fit: FitResult | None = None
+
+
+HEADLINE = re.compile(r"top\d+|chance_top1|mAP")  # the numbers of classification_report in eval/metrics.json
+
+
+def finished_result(run_dir: Path, epochs: int) -> FinetuneResult | None:
+    """The result of the `epochs`-epoch run in `run_dir` read back from its files when it finished,
+    training and final evaluation (eval/metrics.json is written last); None otherwise. What a resumed
+    pseudo-labelling run takes for a round it does not redo: `fit` says where its training ended,
+    with no wall time (none was spent now)."""
+    metrics_json = run_dir / "eval" / "metrics.json"
+    if not metrics_json.is_file():
+        return None
+    payload = json.loads(metrics_json.read_text())
+    metrics = {k: float(v) for k, v in payload.items() if HEADLINE.fullmatch(k)}
+    confusion = torch.tensor(payload["confusion"]) if "confusion" in payload else None
+    png = run_dir / "eval" / "confusion.png"
+    last = str(read_index(run_dir / "checkpoints").get("last", "step_0"))
+    fit = FitResult("finished", Position(step=int(last.removeprefix("step_")), epoch=epochs), 0.0)
+    return FinetuneResult(metrics["top1"], metrics.get("top5", math.nan), metrics, list(payload["classes"]),
+                          confusion, run_dir, png if png.is_file() else None, metrics_json, "finished", fit)
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float, multi_label: bool,

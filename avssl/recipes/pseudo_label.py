@@ -13,7 +13,13 @@ the run's `init` while it keeps the teacher's weight shapes, else random, or
 `pseudo_label.student_init` (`student_plan`, decided before round 0 so that an impossible student
 fails at once). Every round is a run of `run_finetune` in OUT/round<r>/; OUT/ itself holds
 config.yaml, metrics.jsonl (split "pseudo_label": each round's teacher top-1, teacher and student
-sizes and pseudo-label statistics), pseudo_labels/round<r>.csv and report.html.
+sizes and pseudo-label statistics), pseudo_labels/round<r>.csv (and .pt: the labels themselves, for a
+resumed run) and report.html.
+
+Under torchrun all rounds share one process group: each rank scores a block of the pool and the
+blocks are gathered, so every rank chooses the same pseudo labels and trains on its share of the
+student set; rank 0 writes OUT's files. `train.resume=true` continues a stopped run: finished rounds
+are not redone, a round's saved pseudo labels are reused, the interrupted run resumes from its checkpoint.
 """
 from __future__ import annotations
 
@@ -29,18 +35,20 @@ from avssl.config import save_config
 from avssl.data.shards import is_shard_source
 from avssl.models.config import MODEL_CONFIGS, ModelConfig, get_config
 from avssl.models.factory import create_model, load_backbone, load_classifier
-from avssl.recipes.finetune import FinetuneConfig, FinetuneResult, run_finetune
+from avssl.recipes.finetune import FinetuneConfig, FinetuneResult, finished_result, run_finetune
 from avssl.tasks.charts import line_chart
 from avssl.tasks.markup import Markup, join, tag
+from avssl.tasks.pool_predictions import predict_pool
 from avssl.tasks.pseudo_labels import (
     PseudoLabels,
     choose_pseudo_labels,
+    load_pseudo_labels,
     pseudo_label_stats,
+    save_pseudo_labels,
     true_targets,
 )
 from avssl.tasks.report import table_html, write_page
-from avssl.tasks.video_eval import multi_view_dataset, predict_videos
-from avssl.train.distributed import pick_device
+from avssl.train import distributed as distr
 from avssl.train.observe import MetricsLogger, read_metrics
 
 log = logging.getLogger(__name__)
@@ -152,17 +160,18 @@ def student_config(cfg: FinetuneConfig, round_dir: Path, plan: StudentPlan) -> F
                                head=dataclasses.replace(cfg.head, mixup=max(pl.mixup, cfg.head.mixup)))
 
 
-def teacher_labels(cfg: FinetuneConfig, teacher_run: Path) -> tuple[PseudoLabels, list[str], list[str]]:
-    """The best checkpoint of `teacher_run` scores every clip of `data.unlabeled` (files or shards):
-    (pseudo labels, classes, the pool's files)."""
-    teacher = load_classifier(teacher_run, pick_device(cfg.train.device))
+def teacher_labels(cfg: FinetuneConfig, teacher_run: Path, device: torch.device
+                   ) -> tuple[PseudoLabels, list[str], list[str]]:
+    """The best checkpoint of `teacher_run` (on `device`) scores every clip of `data.unlabeled`
+    (files or shards; under torchrun each rank a block of it, `predict_pool`, every rank then
+    choosing the same labels): (pseudo labels, classes, the pool's files)."""
+    teacher = load_classifier(teacher_run, device)
     data = cfg.data
-    pool = multi_view_dataset(data.unlabeled, model_config=teacher.config, clips=data.eval_clips,
-                              crops=1 if teacher.mode == "audio" else data.eval_crops, num_frames=data.num_frames,
-                              frame_size=data.frame_size, clip_duration=data.clip_duration, seed=cfg.seed,
-                              short=data.short_videos)
-    outputs = predict_videos(teacher, pool, batch_size=data.val_batch_size or data.batch_size,
-                             num_workers=data.num_workers)
+    outputs = predict_pool(teacher, data.unlabeled, batch_size=data.val_batch_size or data.batch_size,
+                           num_workers=data.num_workers, model_config=teacher.config, clips=data.eval_clips,
+                           crops=1 if teacher.mode == "audio" else data.eval_crops, num_frames=data.num_frames,
+                           frame_size=data.frame_size, clip_duration=data.clip_duration, seed=cfg.seed,
+                           short=data.short_videos)
     labels = choose_pseudo_labels(outputs.values, outputs.paths, cfg.pseudo_label, teacher.multi_label)
     if is_shard_source(data.unlabeled):  # the student streams the pool's shards, narrowed to the kept clips
         labels.source = data.unlabeled
@@ -181,49 +190,112 @@ def write_pseudo_labels(path: Path, pool_paths: list[str], labels: PseudoLabels,
     return path
 
 
-def _round(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, plan: StudentPlan,
-           metrics: MetricsLogger) -> FinetuneResult:
-    """One round: the teacher's pseudo labels, their statistics (logged with both models' sizes, and
-    written to OUT/pseudo_labels/round<r>.csv), then the student's run."""
+def _labels_file(out: Path, round_: int) -> Path:
+    """Where round `round_`'s pseudo labels are kept for a resumed run (`save_pseudo_labels`)."""
+    return out / "pseudo_labels" / f"round{round_}.pt"
+
+
+def _new_labels(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, plan: StudentPlan,
+                ctx: distr.DistContext, metrics: MetricsLogger) -> PseudoLabels:
+    """The teacher's pseudo labels (the same on every rank); rank 0 logs their statistics with both
+    models' sizes and writes OUT/pseudo_labels/round<r>.csv, then the labels themselves (`_labels_file`,
+    last: once they are there, the round's labelling is done)."""
     out = Path(cfg.out)
-    labels, classes, pool_paths = teacher_labels(cfg, teacher.run_dir)
-    truth = true_targets(cfg.pseudo_label.truth, pool_paths, classes) if cfg.pseudo_label.truth else None
-    stats = pseudo_label_stats(labels, classes, truth)
-    sizes = {"teacher_params_M": (plan.teacher_parameters if round_ == 1 else plan.parameters) / 1e6,
-             "student_params_M": plan.parameters / 1e6}
-    metrics.log(SPLIT, round_, {"teacher_top1": teacher.top1, **sizes, **stats})
-    write_pseudo_labels(out / "pseudo_labels" / f"round{round_}.csv", pool_paths, labels, classes)
-    log.info("round %d: teacher top-1 %.2f, %d of %d unlabeled clips pseudo-labelled%s", round_, teacher.top1,
-             int(stats["kept"]), int(stats["pool"]),
-             f", {stats['agreement_kept']:.1f} % agree with the truth" if truth is not None else "")
+    labels, classes, pool_paths = teacher_labels(cfg, teacher.run_dir, ctx.device)
+    if ctx.is_main:
+        truth = true_targets(cfg.pseudo_label.truth, pool_paths, classes) if cfg.pseudo_label.truth else None
+        stats = pseudo_label_stats(labels, classes, truth)
+        sizes = {"teacher_params_M": (plan.teacher_parameters if round_ == 1 else plan.parameters) / 1e6,
+                 "student_params_M": plan.parameters / 1e6}
+        metrics.log(SPLIT, round_, {"teacher_top1": teacher.top1, **sizes, **stats})
+        write_pseudo_labels(out / "pseudo_labels" / f"round{round_}.csv", pool_paths, labels, classes)
+        save_pseudo_labels(_labels_file(out, round_), labels)
+        log.info("round %d: teacher top-1 %.2f, %d of %d unlabeled clips pseudo-labelled%s", round_, teacher.top1,
+                 int(stats["kept"]), int(stats["pool"]),
+                 f", {stats['agreement_kept']:.1f} % agree with the truth" if truth is not None else "")
     if not labels.paths:
         log.warning("round %d: no clip reached the confidence threshold %g: the student trains on the labelled "
                     "clips only", round_, cfg.pseudo_label.threshold)
+    return labels
+
+
+def _round(cfg: FinetuneConfig, round_: int, teacher: FinetuneResult, plan: StudentPlan, ctx: distr.DistContext,
+           metrics: MetricsLogger, saved: bool) -> FinetuneResult:
+    """One round: the teacher's pseudo labels (`saved`: those an interrupted run kept), then the
+    student's run (resumed from its last checkpoint when train.resume is set)."""
+    out = Path(cfg.out)
+    if saved:
+        labels = load_pseudo_labels(_labels_file(out, round_))
+        log.info("round %d: the pseudo labels saved in %s (%d clips)", round_, _labels_file(out, round_),
+                 len(labels.paths))
+    else:
+        labels = _new_labels(cfg, round_, teacher, plan, ctx, metrics)
     return run_finetune(student_config(cfg, out / f"round{round_}", plan), labels if labels.paths else None)
+
+
+def _progress(cfg: FinetuneConfig, ctx: distr.DistContext) -> tuple[dict[int, FinetuneResult], int]:
+    """What a stopped run left in OUT, as rank 0 finds it before this run writes anything, for every
+    rank to act on: (the results of the rounds whose run finished, 0 being the first teacher's; how
+    many rounds from round 1 on have their pseudo labels saved). Nothing without train.resume."""
+    out, rounds = Path(cfg.out), cfg.pseudo_label.rounds
+    done: dict[int, FinetuneResult] = {}
+    labelled = 0
+    if cfg.train.resume and ctx.is_main:
+        results = {r: finished_result(out / f"round{r}", cfg.train.epochs) for r in range(rounds + 1)}
+        done = {r: result for r, result in results.items() if result is not None}
+        if done:
+            log.info("resuming %s: round(s) %s finished before, read back, not redone", out,
+                     ", ".join(map(str, done)))
+        while labelled < rounds and _labels_file(out, labelled + 1).is_file():
+            labelled += 1
+    return distr.from_main((done, labelled))
 
 
 def run_pseudo_label(cfg: FinetuneConfig) -> FinetuneResult:
     """Round 0's teacher, then `pseudo_label.rounds` students (see the module's docstring); returns
-    the last student's result."""
+    the last student's result. Under torchrun every round runs on all ranks in one process group;
+    rank 0 writes OUT's files. With train.resume=true a run that was stopped goes on where it stopped:
+    finished rounds are read back, not redone, a round whose pseudo labels were saved trains its
+    student on them, and the run that was cut short resumes from its last checkpoint."""
     if not cfg.data.unlabeled:
         raise ValueError("pseudo-labelling needs data.unlabeled=SOURCE (folder, CSV or shards) of unlabeled clips")
+    if not isinstance(cfg.train.resume, bool):
+        raise ValueError(f"train.resume={cfg.train.resume}: pseudo-labelling resumes its rounds from its own folder: "
+                         f"train.resume=true with out={cfg.out}")
     plan = student_plan(cfg)
     _log_plan(cfg, plan)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    result = run_finetune(dataclasses.replace(cfg, out=str(out / "round0")))
-    metrics = MetricsLogger(out, loggers=())
+    ctx = distr.init_distributed(cfg.train.device)  # one group for all rounds: each run_finetune joins it
     try:
-        for round_ in range(1, cfg.pseudo_label.rounds + 1):
-            if result.status != "finished":
-                break
-            result = _round(cfg, round_, result, plan, metrics)
-        else:  # the last student, scored as the teacher of a round that is not run
-            metrics.log(SPLIT, cfg.pseudo_label.rounds + 1, {"teacher_top1": result.top1})
+        done, labelled = _progress(cfg, ctx)
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+        metrics = MetricsLogger(out, enabled=ctx.is_main, loggers=(),
+                                resume_step=labelled if cfg.train.resume else None)
+        try:
+            result = _run_rounds(cfg, plan, ctx, metrics, done, labelled)
+        finally:
+            metrics.close()
+        if ctx.is_main:
+            pseudo_label_report(out)
+        return result
     finally:
-        metrics.close()
-    pseudo_label_report(out)
+        distr.cleanup()
+
+
+def _run_rounds(cfg: FinetuneConfig, plan: StudentPlan, ctx: distr.DistContext, metrics: MetricsLogger,
+                done: dict[int, FinetuneResult], labelled: int) -> FinetuneResult:
+    """Every round not `done` (see `_progress`), until one is stopped; the last student, once it
+    finished, is scored as the teacher of a round that is not run."""
+    out, rounds = Path(cfg.out), cfg.pseudo_label.rounds
+    result = done.get(0) or run_finetune(dataclasses.replace(cfg, out=str(out / "round0")))
+    for round_ in range(1, rounds + 1):
+        if result.status != "finished":
+            return result
+        result = done.get(round_) or _round(cfg, round_, result, plan, ctx, metrics, saved=round_ <= labelled)
+    if result.status == "finished":
+        metrics.log(SPLIT, rounds + 1, {"teacher_top1": result.top1})
     return result
 
 

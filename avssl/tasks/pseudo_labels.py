@@ -8,12 +8,14 @@ a target: hard (one-hot, or multi-hot of the classes above 0.5) or soft (the pro
 agreement with the true labels where a labels file or the pool's shards say them. `pseudo_labelled`
 serves the labelled clips and the pseudo-labelled ones as one training set with float targets:
 `PseudoLabelled` for files, an `Interleaved` stream when either part is shards (the pool's shards are
-narrowed to the kept clips, found by their files, and streamed as they are).
+narrowed to the kept clips, found by their files, and streamed as they are). `save_pseudo_labels` /
+`load_pseudo_labels` keep a round's labels for a resumed run.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -126,6 +128,22 @@ def choose_pseudo_labels(probs: torch.Tensor, paths: list[str], cfg: PseudoLabel
     targets = probs[rows] if cfg.labels == "soft" else hard[rows]
     kept_paths = [paths[k] for k in rows.tolist()]
     return PseudoLabels(kept_paths, targets, kept, confidence, hard, list(kept_paths))
+
+
+def save_pseudo_labels(path: Path, labels: PseudoLabels) -> Path:
+    """Write `labels` to `path` whole or not at all (aside first, then renamed in): a resumed run
+    reads them back (`load_pseudo_labels`) instead of asking the teacher again, so its student
+    trains on the very labels the interrupted one did."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.tmp")
+    torch.save({f.name: getattr(labels, f.name) for f in fields(labels)}, aside)
+    os.replace(aside, path)
+    return path
+
+
+def load_pseudo_labels(path: Path) -> PseudoLabels:
+    """The pseudo labels `save_pseudo_labels` wrote (tensors, strings and lists: no code unpickled)."""
+    return PseudoLabels(**torch.load(path, weights_only=True))
 
 
 def true_targets(truth: str, paths: list[str], classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,11 +2,17 @@
 
 One process works too: without torchrun's environment nothing is initialised and every
 helper here degrades to the single-process answer.
+
+`init_distributed` and `cleanup` nest: a driver of several runs (pseudo-labelling's rounds) opens the
+group once and every run inside it joins that group instead of tearing it down at its end, so the
+ranks stay joined between the runs (to share the teacher's predictions). A group made by someone
+else (a test harness) is joined and left as it is.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,16 +48,26 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(requested)
 
 
+_opened = 0  # init_distributed calls that cleanup has not closed yet
+_owned = False  # whether init_distributed made the process group (then the last cleanup ends it)
+
+
 def init_distributed(requested_device: str = "auto") -> DistContext:
-    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when launched by it."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when launched by it, or the group
+    this process already belongs to; each call is closed by one `cleanup`."""
+    global _opened, _owned
+    if dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     device = pick_device(requested_device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        _owned = True
+    _opened += 1
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
@@ -103,8 +119,31 @@ def spread_across_ranks(value: float, device: torch.device) -> float:
     return float(high - low)
 
 
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable `obj`, in rank order, on every rank ([obj] in one process)."""
+    if not dist.is_initialized():
+        return [obj]
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, obj)
+    return everyone
+
+
+def from_main(obj: Any) -> Any:
+    """Rank 0's picklable `obj` on every rank: one decision for all, taken where the files are written."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def cleanup() -> None:
-    """Leave the process group cleanly (barrier first: gloo aborts at exit otherwise)."""
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    """Close one `init_distributed`: the last one closed leaves the group it made cleanly (barrier
+    first: gloo aborts at exit otherwise); a group made elsewhere, or still used by an outer run, stays."""
+    global _opened, _owned
+    _opened = max(_opened - 1, 0)
+    if _opened or not _owned or not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    _owned = False
