@@ -31,6 +31,7 @@ from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.shards import ShardDataset
 from avssl.data.loader import ClipLoader, build_loader
+from avssl.models.card import RUN_EVAL, checkpoint_step
 from avssl.models.classifier import AVClassifier
 from avssl.models.config import ModelConfig
 from avssl.models.factory import load_backbone
@@ -131,15 +132,15 @@ def finished_result(run_dir: Path, epochs: int) -> FinetuneResult | None:
     training and final evaluation (eval/metrics.json is written last); None otherwise. What a resumed
     pseudo-labelling run takes for a round it does not redo: `fit` says where its training ended,
     with no wall time (none was spent now)."""
-    metrics_json = run_dir / "eval" / "metrics.json"
+    metrics_json = run_dir / RUN_EVAL
     if not metrics_json.is_file():
         return None
     payload = json.loads(metrics_json.read_text())
     metrics = {k: float(v) for k, v in payload.items() if HEADLINE.fullmatch(k)}
     confusion = torch.tensor(payload["confusion"]) if "confusion" in payload else None
     png = run_dir / "eval" / "confusion.png"
-    last = str(read_index(run_dir / "checkpoints").get("last", "step_0"))
-    fit = FitResult("finished", Position(step=int(last.removeprefix("step_")), epoch=epochs), 0.0)
+    last = checkpoint_step(Path(str(read_index(run_dir / "checkpoints").get("last", "step_0")))) or 0
+    fit = FitResult("finished", Position(step=last, epoch=epochs), 0.0)
     return FinetuneResult(metrics["top1"], metrics.get("top5", math.nan), metrics, list(payload["classes"]),
                           confusion, run_dir, png if png.is_file() else None, metrics_json, "finished", fit)
 
