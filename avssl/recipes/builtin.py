@@ -48,7 +48,9 @@ def builtin_recipes(command: str | None = None) -> list[BuiltinRecipe]:
 
 def resolve_config(spec: str, command: str) -> Path:
     """The YAML file that `avssl COMMAND -c SPEC` reads: `spec` itself when it is a file, else the
-    built-in recipe of `command` named `spec` in full ("pretrain/tiny") or short ("tiny").
+    built-in recipe of `command` named `spec` in full ("pretrain/tiny") or short ("tiny"), or by the
+    path it had in the repository before the recipes moved into the package
+    ("configs/pretrain/tiny.yaml", which older notes, issues and scripts use).
 
     A file wins over a recipe of the same name, so a user's own `tiny` file is never shadowed.
     Raises FileNotFoundError naming the command's recipes when `spec` is neither.
@@ -56,8 +58,10 @@ def resolve_config(spec: str, command: str) -> Path:
     if Path(spec).is_file():
         return Path(spec)
     recipes = builtin_recipes(command)
+    old_path = Path(spec).as_posix().removeprefix("./").removeprefix("configs/").removesuffix(".yaml")
     for recipe in recipes:
-        if spec in (recipe.name, recipe.short_name):
+        if spec in (recipe.name, recipe.short_name) or (spec.startswith(("configs/", "./configs/"))
+                                                          and old_path == recipe.name):
             return recipe.path
     names = ", ".join(r.short_name for r in recipes) or "none"
     raise FileNotFoundError(

@@ -42,7 +42,15 @@ def test_a_file_wins_over_a_recipe_of_the_same_name(tmp_path, monkeypatch):
     assert load_config(PretrainConfig, config_path(args)).seed == 7
 
 
-@pytest.mark.parametrize("spec", ["small", "finetune/tiny", "configs/pretrain/tiny.yaml"])
+@pytest.mark.parametrize("spec", ["configs/pretrain/tiny.yaml", "./configs/pretrain/tiny.yaml"])
+def test_the_recipes_old_repository_path_still_names_it(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the name, not a file, is resolved
+    assert resolve_config(spec, "pretrain") == CONFIG_DIR / "pretrain" / "tiny.yaml"
+    assert resolve_config(spec.replace("pretrain", "finetune"), "finetune") == CONFIG_DIR / "finetune" / "tiny.yaml"
+
+
+@pytest.mark.parametrize("spec", ["small", "finetune/tiny", "configs/pretrain/small.yaml",
+                                  "configs/finetune/tiny.yaml", "elsewhere/pretrain/tiny.yaml"])
 def test_an_unknown_name_is_one_error_line_naming_the_recipes(spec, capsys):
     with pytest.raises(FileNotFoundError, match=r"neither a file nor a built-in pretrain recipe \(base, tiny\)"):
         resolve_config(spec, "pretrain")
