@@ -11,8 +11,9 @@ into a tensor file, then trains in-process on it, about a minute per variant on 
 `pretrain` prints, four times, the training contrastive loss against ln(batch), held-out R@1 both
 ways, class P@1 and the mean pairwise cosine of each modality's test embeddings; `supervised` trains
 one tower with a linear head on the content labels and prints train / test top-1. Positional
-`key=value` arguments override ModelConfig fields (the tiny recipe's contrastive weight 1.0 and
-temperature 0.1 are the defaults). Results are for comparing variants, not for quoting as the
+`key=value` arguments override ModelConfig fields on top of the shipped tiny recipe's model section
+(`avssl/configs/pretrain/tiny.yaml`: its frames, input normalisation, time bins...), and the cached
+views get that recipe's augmentations. Results are for comparing variants, not for quoting as the
 recipe's: the probe has no random windows or crops beyond its cached views.
 """
 from __future__ import annotations
@@ -22,10 +23,14 @@ import json
 import math
 import time
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+import yaml
 
 import avssl
+from avssl.data.augment import PretrainAugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
 from avssl.tasks.evaluate import same_class_at_1
@@ -34,14 +39,16 @@ from avssl.train.collapse import mean_pairwise_cosine
 from avssl.train.schedule import warmup_cosine
 from avssl.train.trainer import param_groups
 
-RECIPE = {"contrastive_weight": 1.0, "temperature": 0.1}
+TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "avssl/configs/pretrain/tiny.yaml").read_text())
+RECIPE = TINY["model"]  # what `avssl pretrain -c tiny` builds
 
 
 def decode(source: str, train: bool, views: int) -> dict[str, torch.Tensor]:
     """`views` passes over `source` (random windows and augmentations when `train`), stacked; rows
     are ordered pass by pass, so row p * N + i is view p of clip i."""
-    dataset = ClipDataset(source, num_frames=8, clip_duration=2.0, frame_size=64,
-                          sampler="random" if train else "constant", train=train, seed=0)
+    dataset = ClipDataset(source, num_frames=RECIPE["num_frames"], clip_duration=2.0, frame_size=64,
+                          sampler="random" if train else "constant", train=train, seed=0,
+                          augment=PretrainAugmentConfig(**TINY["data"]["augment"]))
     parts: dict[str, list[torch.Tensor]] = {"video": [], "audio": [], "label": []}
     for view in range(views):
         loader = build_loader(dataset, batch_size=8, num_workers=2, shuffle=False, drop_last=False)
@@ -62,7 +69,7 @@ def evaluate(model: avssl.AVModel, test: dict[str, torch.Tensor]) -> dict[str, f
     model.train()
     metrics = cross_modal_retrieval(video, audio, ks=(1, 5))
     labels = test["label"]
-    return {"v2a_R@1": metrics["v2a_R@1"], "a2v_R@1": metrics["a2v_R@1"],
+    return {"v2a_R@1": metrics["v2a_R@1"], "a2v_R@1": metrics["a2v_R@1"], "v2a_R@5": metrics["v2a_R@5"],
             "class_P@1": (same_class_at_1(video, audio, labels) + same_class_at_1(audio, video, labels)) / 2,
             "video_cos": mean_pairwise_cosine(video), "audio_cos": mean_pairwise_cosine(audio)}
 
@@ -96,7 +103,7 @@ def pretrain(cache: dict, overrides: dict, steps: int, batch: int, lr: float, se
 def supervised(cache: dict, overrides: dict, modality: str, steps: int, batch: int, lr: float, seed: int) -> None:
     train, test = cache["train"], cache["test"]
     torch.manual_seed(seed)
-    model = avssl.create_model("tiny", **overrides)
+    model = avssl.create_model("tiny", **{**RECIPE, **overrides})
     head = torch.nn.Linear(model.config.embed_dim, int(train["label"].max()) + 1)
     optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=lr, weight_decay=0.05)
     draw = torch.Generator().manual_seed(seed)
