@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from avssl.data.datasets import ClipDataset
 from avssl.data.manifest import read_source
@@ -28,7 +27,7 @@ from avssl.data.shard_index import is_shard_source, resolve_shards
 from avssl.data.shards import ShardDataset
 from avssl.models.classifier import AVClassifier
 from avssl.tasks.video_eval import VideoOutputs, multi_view_dataset, predict_videos
-from avssl.train.distributed import gather_objects
+from avssl.train.distributed import gather_objects, rank_and_world_size
 
 
 def _block(count: int, rank: int, world_size: int) -> range:
@@ -57,7 +56,7 @@ def predict_pool(model: AVClassifier, source: str | Path, *, batch_size: int = 8
     `multi_view_dataset`'s options (model_config, clips, crops, clip shape, seed, short). A block
     with no usable video (all rejected, or too short) scores nothing, as its videos would score
     nothing in one process; the ValueError is raised, on every rank, only when no block had one."""
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world_size = rank_and_world_size()
     mine: tuple[torch.Tensor, torch.Tensor, list[str]] | str = f"{source}: the pool holds no video to score"
     try:
         part = pool_part(source, rank, world_size, **views)

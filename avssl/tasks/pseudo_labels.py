@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
@@ -30,6 +29,7 @@ from avssl.data.manifest import read_source
 from avssl.data.shard_index import is_shard_source, labels_by_file, packed_videos_of
 from avssl.data.shards import ShardDataset
 from avssl.models.config import ModelConfig, config_fields, get_config
+from avssl.train.distributed import rank_and_world_size
 
 HISTOGRAM_BINS = 10  # confidence histogram: equal bins over [0, 1]
 
@@ -241,7 +241,7 @@ def pseudo_labelled(labelled: ClipDataset | ShardDataset, unlabeled: ClipDataset
     if isinstance(unlabeled, ShardDataset):
         pool_shards = len(unlabeled.urls)
         unlabeled = unlabeled.only_videos(packed_videos_of(unlabeled.urls, labels.paths))
-        ranks = dist.get_world_size() if dist.is_initialized() else 1
+        ranks = rank_and_world_size()[1]
         if len(unlabeled.urls) < ranks:  # each rank streams shards of its own
             raise ValueError(f"the {len(labels.paths)} pseudo-labelled clips lie in {len(unlabeled.urls)} of the "
                              f"pool's {pool_shards} shards, fewer than the {ranks} ranks: keep more clips "

@@ -52,12 +52,17 @@ _opened = 0  # init_distributed calls that cleanup has not closed yet
 _owned = False  # whether init_distributed made the process group (then the last cleanup ends it)
 
 
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of ranks in its process group; (0, 1) outside one."""
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
 def init_distributed(requested_device: str = "auto") -> DistContext:
     """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when launched by it, or the group
     this process already belongs to; each call is closed by one `cleanup`."""
     global _opened, _owned
     if dist.is_initialized():
-        rank, world_size = dist.get_rank(), dist.get_world_size()
+        rank, world_size = rank_and_world_size()
     else:
         rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
