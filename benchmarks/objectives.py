@@ -116,8 +116,8 @@ def run_variant(name: str, corpus: Path, objective: str, sync: bool, seed: int, 
     return row
 
 
-COLUMNS = ("v2a_R@1", "a2v_R@1", "class_P@1", "ft_pretrained", "ft_scratch", "sync_acc", "sync_chance",
-           "video_emb_cos", "audio_emb_cos", "emb_rank", "warnings", "step_s", "peak_mb", "pretrain_s")
+COLUMNS = ("v2a_R@1", "a2v_R@1", "gallery_R@1", "class_P@1", "ft_pretrained", "ft_scratch", "sync_acc",
+           "sync_chance", "video_emb_cos", "audio_emb_cos", "emb_rank", "warnings", "step_s", "peak_mb", "pretrain_s")
 
 
 def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:

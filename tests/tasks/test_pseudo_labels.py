@@ -241,6 +241,7 @@ def test_kept_clips_in_fewer_shards_than_ranks_are_refused_with_what_to_do(synth
     labelled = ClipDataset(tmp_path / "labelled.csv", probe_cache=False, **TINY)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
     with pytest.raises(ValueError, match=r"the 1 pseudo-labelled clips lie in 1 of the pool's \d+ shards, fewer than "
                                          r"the 2 ranks: keep more clips"):
         pseudo_labelled(labelled, pool, labels)
