@@ -23,32 +23,30 @@ import json
 import math
 import time
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-import yaml
 
 import avssl
-from avssl.data.augment import PretrainAugmentConfig
+from avssl.config import load_config
 from avssl.data.datasets import ClipDataset
 from avssl.data.loader import build_loader
+from avssl.recipes.builtin import resolve_config
+from avssl.recipes.pretrain import PretrainConfig
 from avssl.tasks.evaluate import same_class_at_1
 from avssl.tasks.metrics import cross_modal_retrieval
 from avssl.train.collapse import mean_pairwise_cosine
 from avssl.train.schedule import warmup_cosine
 from avssl.train.trainer import param_groups
 
-TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "avssl/configs/pretrain/tiny.yaml").read_text())
-RECIPE = TINY["model"]  # what `avssl pretrain -c tiny` builds
+RECIPE = load_config(PretrainConfig, resolve_config("tiny", "pretrain"))  # what `avssl pretrain -c tiny` reads
 
 
 def decode(source: str, train: bool, views: int) -> dict[str, torch.Tensor]:
     """`views` passes over `source` (random windows and augmentations when `train`), stacked; rows
     are ordered pass by pass, so row p * N + i is view p of clip i."""
-    dataset = ClipDataset(source, num_frames=RECIPE["num_frames"], clip_duration=2.0, frame_size=64,
+    dataset = ClipDataset(source, num_frames=RECIPE.model.num_frames, clip_duration=2.0, frame_size=64,
                           sampler="random" if train else "constant", train=train, seed=0,
-                          augment=PretrainAugmentConfig(**TINY["data"]["augment"]))
+                          augment=RECIPE.data.augment)
     parts: dict[str, list[torch.Tensor]] = {"video": [], "audio": [], "label": []}
     for view in range(views):
         loader = build_loader(dataset, batch_size=8, num_workers=2, shuffle=False, drop_last=False)
@@ -78,7 +76,7 @@ def pretrain(cache: dict, overrides: dict, steps: int, batch: int, lr: float, se
     train, test, views = cache["train"], cache["test"], cache["views"]
     clips = len(train["label"]) // views
     torch.manual_seed(seed)
-    model = avssl.create_model("tiny", **{**RECIPE, **overrides})
+    model = avssl.create_model(RECIPE.model, **overrides)
     optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=lr, betas=(0.9, 0.95))
     schedule = warmup_cosine(optimizer, steps, max(1, steps // 20), 0.01)
     draw = torch.Generator().manual_seed(seed)
@@ -103,7 +101,7 @@ def pretrain(cache: dict, overrides: dict, steps: int, batch: int, lr: float, se
 def supervised(cache: dict, overrides: dict, modality: str, steps: int, batch: int, lr: float, seed: int) -> None:
     train, test = cache["train"], cache["test"]
     torch.manual_seed(seed)
-    model = avssl.create_model("tiny", **{**RECIPE, **overrides})
+    model = avssl.create_model(RECIPE.model, **overrides)
     head = torch.nn.Linear(model.config.embed_dim, int(train["label"].max()) + 1)
     optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=lr, weight_decay=0.05)
     draw = torch.Generator().manual_seed(seed)

@@ -58,10 +58,10 @@ def resolve_config(spec: str, command: str) -> Path:
     if Path(spec).is_file():
         return Path(spec)
     recipes = builtin_recipes(command)
-    old_path = Path(spec).as_posix().removeprefix("./").removeprefix("configs/").removesuffix(".yaml")
+    relative = Path(spec).as_posix()  # "./configs/x.yaml" -> "configs/x.yaml"
+    old_name = relative.removeprefix("configs/").removesuffix(".yaml") if relative.startswith("configs/") else None
     for recipe in recipes:
-        if spec in (recipe.name, recipe.short_name) or (spec.startswith(("configs/", "./configs/"))
-                                                          and old_path == recipe.name):
+        if spec in (recipe.name, recipe.short_name) or old_name == recipe.name:
             return recipe.path
     names = ", ".join(r.short_name for r in recipes) or "none"
     raise FileNotFoundError(
