@@ -32,13 +32,13 @@ import torch
 import yaml
 
 from avssl.data.synthetic import make_corpus
+from avssl.recipes.builtin import resolve_config
 from avssl.tasks.embed import Embeddings
 from avssl.tasks.metrics import cross_modal_retrieval
 from avssl.train.collapse import mean_pairwise_cosine
 
-ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ROOT / "avssl" / "configs" / "pretrain" / "tiny.yaml"
-FINETUNE = ROOT / "avssl" / "configs" / "finetune" / "tiny.yaml"
+PRETRAIN = resolve_config("tiny", "pretrain")  # the files `avssl pretrain -c tiny` and `avssl finetune -c tiny` read
+FINETUNE = resolve_config("tiny", "finetune")
 # corpus name -> make_corpus arguments (full, quick)
 CORPORA = {
     "easy": ({"kind": "easy", "num_classes": 4, "videos_per_class": 30, "val_fraction": 0.2},
