@@ -17,8 +17,11 @@ need none, and avoid collapse otherwise:
   each tower's L2-normalised projection is scored against learnable prototypes; Sinkhorn-Knopp (3
   iterations, epsilon 0.05) turns one tower's scores into balanced soft codes, which the other tower
   predicts (softmax at temperature 0.1), both ways ("swapped prediction"). The paper's 3000
-  prototypes fill a 4096-clip batch; small batches want fewer (`model.swav_prototypes`) or a queue,
-  which this module does not keep.
+  prototypes fill a 4096-clip batch. Small batches want fewer (`model.swav_prototypes`) and, as the
+  paper does below 4096, a queue (`model.swav_queue`): the embeddings of the last Q clips, scored
+  against the current prototypes, join the batch in Sinkhorn, so that the codes are balanced over
+  Q + B clips instead of a handful. The queue is a buffer: checkpoints keep it, and resuming
+  continues with it.
 
 Under torch.distributed (training mode, world size > 1) the statistics these methods take over the
 batch are taken over the global batch, as the papers do: Barlow's cross-correlation and VICReg's
@@ -161,22 +164,29 @@ class SwAVLoss(nn.Module):
     """SwAV's swapped prediction between the two modalities, with `num_prototypes` learnable prototypes
     of width `dim` (L2-normalised at every use, as the paper renormalises them after each step).
 
-    Codes come from Sinkhorn over the global batch's scores (no gradient); each rank's loss is over
-    its own rows: -(sum q_audio * log softmax(p_video / t) + sum q_video * log softmax(p_audio / t)) / 2,
-    averaged over valid rows.
+    Codes come from Sinkhorn over the global batch's scores (no gradient), joined by the scores of
+    the `queue_length` most recent clips' embeddings when a queue is kept (their codes are not used);
+    each rank's loss is over its own rows:
+    -(sum q_audio * log softmax(p_video / t) + sum q_video * log softmax(p_audio / t)) / 2, averaged
+    over valid rows. Training steps then push the global batch's valid embeddings into the queue.
     """
 
     unit_inputs = True
 
     def __init__(self, dim: int, num_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
-                 sinkhorn_iterations: int = 3) -> None:
+                 sinkhorn_iterations: int = 3, queue_length: int = 0) -> None:
         super().__init__()
         self.prototypes = nn.Linear(dim, num_prototypes, bias=False)
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
+        self.queue_length = queue_length
+        if queue_length:
+            # newest first: queue[m, :queued] holds modality m's (video 0, audio 1) latest embeddings
+            self.register_buffer("queue", torch.zeros(2, queue_length, dim))
+            self.register_buffer("queued", torch.zeros((), dtype=torch.long))
 
-    def _codes(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Sinkhorn codes (B, K) of this rank's rows, balanced over the valid rows of the global batch
-        (invalid rows get zeros)."""
+    def _codes(self, scores: torch.Tensor, valid: torch.Tensor, queued: torch.Tensor) -> torch.Tensor:
+        """Sinkhorn codes (B, K) of this rank's rows, balanced over the valid rows of the global batch and
+        the queued scores (Q, K) (invalid rows get zeros)."""
         codes = torch.zeros_like(scores, dtype=torch.float32)
         if self.training and distributed():
             rows = scores.shape[0]
@@ -184,22 +194,37 @@ class SwAVLoss(nn.Module):
             mine = torch.zeros_like(everyone_valid)
             mine[dist.get_rank() * rows:(dist.get_rank() + 1) * rows] = True
             if everyone_valid.any():
-                balanced = sinkhorn(everyone[everyone_valid], self.epsilon, self.iterations)
+                batch = everyone[everyone_valid]
+                balanced = sinkhorn(torch.cat([batch, queued]), self.epsilon, self.iterations)[:len(batch)]
                 codes[valid] = balanced[mine[everyone_valid]]
         elif valid.any():
-            codes[valid] = sinkhorn(scores.detach()[valid], self.epsilon, self.iterations)
+            batch = scores.detach()[valid]
+            codes[valid] = sinkhorn(torch.cat([batch, queued]), self.epsilon, self.iterations)[:len(batch)]
         return codes
+
+    @torch.no_grad()
+    def _enqueue(self, embeddings: list[torch.Tensor], valid: torch.Tensor) -> None:
+        """Push the global batch's valid (video, audio) embeddings to the front of the queue."""
+        if self.training and distributed():
+            embeddings, valid = [all_gather(e) for e in embeddings], all_gather(valid.to(torch.uint8)).bool()
+        new = torch.stack([e[valid] for e in embeddings]).to(self.queue.dtype)[:, :self.queue_length]
+        self.queue.copy_(torch.cat([new, self.queue[:, :self.queue_length - new.shape[1]]], dim=1))
+        self.queued.copy_((self.queued + new.shape[1]).clamp_max(self.queue_length))
 
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """video_emb, audio_emb: (B, D) L2-normalised embeddings; valid: (B,) bool, False rows left out."""
         valid = torch.ones(video_emb.shape[0], dtype=torch.bool, device=video_emb.device) if valid is None \
             else valid.bool()
         prototypes = F.normalize(self.prototypes.weight.float(), dim=-1)
-        scores = {name: F.normalize(z.float(), dim=-1) @ prototypes.T
-                  for name, z in (("video", video_emb), ("audio", audio_emb))}
-        codes = {name: self._codes(s, valid) for name, s in scores.items()}
+        units = {name: F.normalize(z.float(), dim=-1) for name, z in (("video", video_emb), ("audio", audio_emb))}
+        scores = {name: unit @ prototypes.T for name, unit in units.items()}
+        queued = [(self.queue[m, :self.queued] @ prototypes.T).detach() if self.queue_length
+                  else scores[name].new_zeros(0, prototypes.shape[0]) for m, name in enumerate(units)]
+        codes = {name: self._codes(scores[name], valid, q) for name, q in zip(units, queued)}
         log_p = {name: F.log_softmax(s / self.temperature, dim=-1) for name, s in scores.items()}
         per_row = -((codes["audio"] * log_p["video"]).sum(dim=-1) + (codes["video"] * log_p["audio"]).sum(dim=-1)) / 2
+        if self.queue_length and self.training:
+            self._enqueue([units["video"].detach(), units["audio"].detach()], valid)
         return torch.where(valid, per_row, 0.0).sum() / valid.sum().clamp_min(1)
 
     def chance_level(self, batch: int) -> float | None:
@@ -209,7 +234,7 @@ class SwAVLoss(nn.Module):
 
 def make_alignment(config: object) -> nn.Module:
     """The alignment loss a model config names (`config.alignment`, one of ALIGNMENTS) with its options:
-    InfoNCE's temperature, directions and gather, SwAV's prototypes (over `config.proj_dim`)."""
+    InfoNCE's temperature, directions and gather, SwAV's prototypes (over `config.proj_dim`) and queue."""
     name = config.alignment
     if name == "infonce":
         return ContrastiveLoss(config.temperature, config.learnable_temperature,
@@ -219,5 +244,5 @@ def make_alignment(config: object) -> nn.Module:
     if name == "vicreg":
         return VICRegLoss()
     if name == "swav":
-        return SwAVLoss(config.proj_dim, config.swav_prototypes)
+        return SwAVLoss(config.proj_dim, config.swav_prototypes, queue_length=config.swav_queue)
     raise ValueError(f"unknown alignment {name!r}; choose one of {', '.join(ALIGNMENTS)}")

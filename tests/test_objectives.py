@@ -57,6 +57,43 @@ def test_swav_by_hand():
                                                                          rel=1e-4)
 
 
+def _swav_queue_of(queued: torch.Tensor, length: int) -> SwAVLoss:
+    """The axes SwAV with a queue of `length` that already holds `queued` (Q, 2) in both modalities."""
+    loss = SwAVLoss(dim=2, num_prototypes=2, queue_length=length)
+    loss.prototypes.weight.data = torch.eye(2)
+    loss.queue[:, :len(queued)] = queued
+    loss.queued.fill_(len(queued))
+    return loss
+
+
+def test_swav_queue_balances_the_codes_with_past_clips_by_hand():
+    # one clip at e1: alone, Sinkhorn must share it between the two prototypes, codes [1/2, 1/2], and
+    # each tower's prediction softmax([10, 0]) costs ln(1 + e^-10) + 5; with a queued clip at e2 the
+    # balance is over both clips, the codes are test_swav_by_hand's [1 - d, d] and the cost falls to
+    # ln(1 + e^-10) + 10 d
+    clip = torch.tensor([[1.0, 0.0]])
+    d = 1 / (1 + math.exp(20))
+    assert _swav_queue_of(torch.zeros(0, 2), 3)(clip, clip).item() == pytest.approx(math.log1p(math.exp(-10)) + 5,
+                                                                                      rel=1e-5)
+    assert _swav_queue_of(torch.tensor([[0.0, 1.0]]), 3)(clip, clip).item() == pytest.approx(
+        math.log1p(math.exp(-10)) + 10 * d, abs=1e-6)
+
+
+def test_swav_queue_keeps_the_latest_valid_clips_newest_first():
+    loss = _swav_queue_of(torch.tensor([[0.0, 1.0]]), 3)
+    first, second = torch.tensor([[1.0, 0.0], [0.6, 0.8]]), torch.tensor([[0.8, 0.6], [-1.0, 0.0]])
+    loss(first, first.flip(0))
+    torch.testing.assert_close(loss.queue[0], torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]))  # video
+    torch.testing.assert_close(loss.queue[1], torch.tensor([[0.6, 0.8], [1.0, 0.0], [0.0, 1.0]]))  # audio
+    loss(second * 2, second * 2, torch.tensor([True, False]))  # unit length queued; the clip without sound is not
+    torch.testing.assert_close(loss.queue[0], torch.tensor([[0.8, 0.6], [1.0, 0.0], [0.6, 0.8]]))
+    assert int(loss.queued) == 3
+    loss.eval()
+    loss(first, first)  # evaluation leaves the queue alone
+    torch.testing.assert_close(loss.queue[0], torch.tensor([[0.8, 0.6], [1.0, 0.0], [0.6, 0.8]]))
+    assert {"queue", "queued"} <= set(loss.state_dict())  # checkpoints keep it: a resumed run goes on with it
+
+
 def test_sinkhorn_balances_prototypes():
     scores = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.1], [0.7, 0.3, 0.2], [0.9, 0.0, 0.3]])
     codes = sinkhorn(scores, iterations=50)
@@ -86,6 +123,9 @@ def test_make_alignment_follows_the_config():
     assert not make_alignment(ModelConfig(alignment="barlow")).unit_inputs
     assert ContrastiveLoss().chance_level(8) == pytest.approx(math.log(8))
     assert swav.chance_level(8) == pytest.approx(math.log(7))
+    assert not hasattr(swav, "queue")  # no queue unless asked for
+    queued = make_alignment(ModelConfig(alignment="swav", swav_prototypes=7, proj_dim=16, swav_queue=40))
+    assert queued.queue.shape == (2, 40, 16)
     assert make_alignment(ModelConfig(alignment="vicreg")).chance_level(8) is None
 
 
@@ -100,9 +140,10 @@ class _InvarianceOnly(nn.Module):
         return F.mse_loss(video, audio)
 
 
-def _toy_run(loss_fn: nn.Module, steps: int = 300, seed: int = 0) -> dict[str, float]:
+def _toy_run(loss_fn: nn.Module, steps: int = 300, seed: int = 0, batch: int = 64) -> dict[str, float]:
     """Two small MLP towers on two noisy views (one linearly mixed) of 8-cluster data, trained with
-    `loss_fn`; the held-out embeddings' spread and pair alignment before and after."""
+    `loss_fn` on batches of `batch` pairs; the held-out embeddings' spread and pair alignment before
+    and after."""
     gen = torch.Generator().manual_seed(seed)
     centres, mixing = torch.randn(8, 16, generator=gen) * 2, torch.randn(16, 16, generator=gen) / 4
 
@@ -125,7 +166,7 @@ def _toy_run(loss_fn: nn.Module, steps: int = 300, seed: int = 0) -> dict[str, f
 
     before = measure()
     for _ in range(steps):
-        video, audio = views(64)
+        video, audio = views(batch)
         v, a = towers[0](video), towers[1](audio)
         if loss_fn.unit_inputs:
             v, a = F.normalize(v, dim=-1), F.normalize(a, dim=-1)
@@ -150,6 +191,14 @@ def test_each_objective_resists_collapse_and_aligns(make_loss):
     assert run["alignment"] < 0.7 * run["alignment_before"], run
 
 
+def test_swav_queue_spreads_small_batches():
+    # at 8 pairs a batch, Sinkhorn has 8 clips to share among 16 prototypes; 64 queued clips make the
+    # codes balanced over many more, and the embeddings end up further apart
+    alone = _toy_run(SwAVLoss(dim=16, num_prototypes=16), batch=8)
+    queued = _toy_run(SwAVLoss(dim=16, num_prototypes=16, queue_length=64), batch=8)
+    assert queued["cos"] < 0.7 * alone["cos"], (alone, queued)
+
+
 def test_the_toy_problem_detects_collapse():
     # the control: without a term against collapse, the towers shrink to (nearly) one point
     assert _collapsed(_toy_run(_InvarianceOnly()))
@@ -158,7 +207,8 @@ def test_the_toy_problem_detects_collapse():
 # ---- two-process gloo check of the gathered losses ------------------------------------------------
 
 WORLD, LOCAL = 2, 5
-KINDS = {"barlow": BarlowTwinsLoss, "vicreg": VICRegLoss, "swav": lambda: SwAVLoss(dim=6, num_prototypes=4)}
+KINDS = {"barlow": BarlowTwinsLoss, "vicreg": VICRegLoss, "swav": lambda: SwAVLoss(dim=6, num_prototypes=4),
+         "swav_queue": lambda: SwAVLoss(dim=6, num_prototypes=4, queue_length=12)}
 
 
 def _global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -172,11 +222,16 @@ def _global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def _loss_and_grads(kind: str, rows: slice) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)  # the same prototypes in every process
     loss_fn = KINDS[kind]().train()
+    if kind == "swav_queue":  # 3 clips queued before, the same in every process
+        loss_fn.queue[:, :3] = F.normalize(torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(4)), dim=-1)
+        loss_fn.queued.fill_(3)
     video, audio, valid = _global_batch()
     video, audio = video[rows].clone().requires_grad_(True), audio[rows].clone().requires_grad_(True)
     loss = loss_fn(video, audio, valid[rows])
     loss.backward()
     grads = {"loss": loss.detach(), "video": video.grad, "audio": audio.grad}
+    if kind == "swav_queue":
+        grads["queue"] = loss_fn.queue.clone()
     grads.update({name: p.grad for name, p in loss_fn.named_parameters()})
     return grads
 
@@ -195,6 +250,9 @@ def test_gathered_losses_match_one_process(tmp_path):
         assert losses.mean().item() == pytest.approx(single["loss"].item(), rel=1e-5), kind
         for tower in ("video", "audio"):  # DDP averages over ranks: a rank's gradient / WORLD is the global one
             torch.testing.assert_close(torch.cat([r[kind][tower] for r in ranks]) / WORLD, single[tower])
-        if kind == "swav":
+        if kind.startswith("swav"):
             grad = torch.stack([r[kind]["prototypes.weight"] for r in ranks]).mean(dim=0)
             torch.testing.assert_close(grad, single["prototypes.weight"])
+        if kind == "swav_queue":  # every rank queues the global batch's clips with sound
+            for rank in ranks:
+                torch.testing.assert_close(rank[kind]["queue"], single["queue"])

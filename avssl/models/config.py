@@ -105,10 +105,13 @@ class ModelConfig:
     mae_weight: float = 1.0  # CAV-MAE's mae_loss_weight: multiplies both reconstruction terms
     # the cross-modal alignment term (avssl.objectives): "infonce" (CAV-MAE's), or without negatives
     # "barlow" (Barlow Twins), "vicreg" (VICReg), "swav" (SwAV's swapped prototype codes, with
-    # swav_prototypes prototypes); contrastive_weight multiplies whichever it is (its loss is logged as
-    # loss_contrastive); temperature and learnable_temperature are InfoNCE's
+    # swav_prototypes prototypes, balanced over the batch and the swav_queue latest clips: 0, none,
+    # is for batches of thousands; SwAV's own small-batch runs queue 15 batches); contrastive_weight
+    # multiplies whichever it is (its loss is logged as loss_contrastive); temperature and
+    # learnable_temperature are InfoNCE's
     alignment: Literal["infonce", "barlow", "vicreg", "swav"] = "infonce"
     swav_prototypes: int = 3000
+    swav_queue: int = 0
     contrastive_weight: float = 0.1
     temperature: float = 0.05
     learnable_temperature: bool = False
@@ -147,8 +150,9 @@ class ModelConfig:
         "audio_patch": at_least(1), "decoder_dim": at_least(1), "decoder_depth": at_least(0),
         "decoder_heads": at_least(1), "proj_dim": at_least(1), "time_bins": at_least(0),
         "video_mask_ratio": FRACTION, "audio_mask_ratio": FRACTION, "mae_weight": at_least(0.0),
-        "contrastive_weight": at_least(0.0), "swav_prototypes": at_least(2), "sync_weight": at_least(0.0),
-        "sync_offsets": at_least(3), "sync_max_shift": above(0.0), "temperature": above(0.0), "clip_duration": above(0.0),
+        "contrastive_weight": at_least(0.0), "swav_prototypes": at_least(2), "swav_queue": at_least(0),
+        "sync_weight": at_least(0.0), "sync_offsets": at_least(3), "sync_max_shift": above(0.0),
+        "temperature": above(0.0), "clip_duration": above(0.0),
         "audio_rate": at_least(1), "image_mean": ANY_NUMBER,  # type: ignore[dict-item]
         "image_std": above(0.0), "fbank_mean": ANY_NUMBER,
         "fbank_std": above(0.0), "audio_channel": _ChannelIndex(),  # type: ignore[dict-item]
