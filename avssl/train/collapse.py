@@ -30,6 +30,11 @@ CHANCE_TOLERANCE = 0.02  # an alignment loss within 2 % of its no-information le
 # objectives without one (Barlow Twins, VICReg) get no chance warning
 CHANCE_LEVELS = {"infonce": ("contrastive loss", "B", "clips per validation batch"),
                  "swav": ("SwAV loss", "K", "SwAV prototypes")}
+# what to try first when an objective's loss sits at its level, before the general TRAINING_ADVICE
+CHANCE_ADVICE = {"swav": ("SwAV's predictions are uniform over its prototypes, where cross-modal swapped prediction "
+                          "can stay (benchmarks/README.md, objectives.py): with small batches set model.swav_queue "
+                          "(about 15 batches of clips); when what picture and sound share is faint, "
+                          "model.alignment=infonce or vicreg; ")}
 WARNINGS_FILE = "collapse_warnings.txt"
 TRAINING_ADVICE = ("when the shared event is small or brief (most pixels and most of the spectrogram are "
                    "nuisance), the tiny recipe's model.input_norm=clip, model.contrastive_view=full, "
@@ -143,7 +148,7 @@ def chance_warning(metrics: Mapping[str, float], objective: str = "infonce") -> 
     name, count, counted = CHANCE_LEVELS[objective]
     return (f"the {name} is at chance (ln {count}): val_loss_contrastive {loss:.3f} vs ln {count} {chance:.3f} "
             f"({count} = {math.exp(chance):.0f} {counted}), so video and audio are not being matched; "
-            f"{TRAINING_ADVICE}, and check that the clips have sound and that each clip's picture and sound "
+            f"{CHANCE_ADVICE.get(objective, '')}{TRAINING_ADVICE}, and check that the clips have sound and that each clip's picture and sound "
             "show the same event")
 
 

@@ -173,6 +173,10 @@ def test_chance_rule_follows_the_objective():
     monitor = CollapseMonitor(warmup_epochs=0, objective="swav")
     messages = monitor.check(1, healthy(val_loss_contrastive=math.log(30), val_contrastive_chance=math.log(30)))
     assert len(messages) == 1 and "the SwAV loss is at chance (ln K)" in messages[0] and "K = 30" in messages[0]
+    assert "model.swav_queue" in messages[0]  # what to try for this objective comes first
+    infonce = CollapseMonitor(warmup_epochs=0).check(1, healthy(val_loss_contrastive=math.log(8),
+                                                                val_contrastive_chance=math.log(8)))
+    assert "swav_queue" not in infonce[0]
     for objective in ("barlow", "vicreg"):
         monitor = CollapseMonitor(warmup_epochs=0, objective=objective)
         assert monitor.check(1, healthy(val_loss_contrastive=math.log(8))) == []
