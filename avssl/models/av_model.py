@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avssl.data.audio import FRAME_SHIFT_MS
+from avssl.data.sync import SyncShift
 from avssl.losses import mae_loss
 from avssl.masking import Masking, audio_masking, random_masking, tube_masking
 from avssl.models.config import ModelConfig
@@ -44,6 +46,7 @@ from avssl.models.decoder import MAEDecoder
 from avssl.models.encoders import AudioEncoder, VideoEncoder, drop_path_rates
 from avssl.models.layers import JointBlock, init_weights, no_weight_decay_names, run_blocks
 from avssl.models.patch_embed import audio_patches, video_patches
+from avssl.models.sync_head import LagSyncHead
 from avssl.models.weights import SavesPretrained
 from avssl.objectives import make_alignment
 
@@ -68,8 +71,13 @@ def _projector(config: ModelConfig) -> nn.Module:
 
 
 def _sync_head(config: ModelConfig) -> nn.Module:
-    """Offset classifier over the joint tokens of each stream pooled as `_Encoder.pool` does, over as
+    """The offset classifier of `sync_logits`: "lag" (LagSyncHead) over each stream's per-step joint
+    features, or "mlp" over the joint tokens of each stream pooled as `_Encoder.pool` does, over as
     many time stretches as the clip has video token steps: (B, 2 * D * (1 + steps)) -> (B, sync_offsets)."""
+    if config.sync_head == "lag":
+        offsets = SyncShift(config.sync_offsets, config.sync_max_shift).seconds.tolist()
+        return LagSyncHead(config.embed_dim, offsets, config.clip_duration / config.video_grid[0],
+                           config.audio_patch * FRAME_SHIFT_MS / 1000)
     width = 2 * config.embed_dim * (1 + config.video_grid[0])
     return nn.Sequential(nn.Linear(width, config.embed_dim), nn.GELU(), nn.Linear(config.embed_dim, config.sync_offsets))
 
@@ -162,6 +170,9 @@ class AVModel(SavesPretrained, nn.Module):
         video_tokens, audio_tokens = self.video_encoder.forward_blocks(video), self.audio_encoder.forward_blocks(audio)
         joint = self._joint_av(audio_tokens, video_tokens)
         steps, num_audio = self.config.video_grid[0], audio_tokens.shape[1]
+        if isinstance(self.sync_head, LagSyncHead):
+            return self.sync_head(self.video_encoder.time_series(joint[:, num_audio:], self.video_encoder.grid_of(video)),
+                                  self.audio_encoder.time_series(joint[:, :num_audio], self.audio_encoder.grid_of(audio)))
         pooled = torch.cat([
             self.audio_encoder.pool(joint[:, :num_audio], self.audio_encoder.grid_of(audio), steps),
             self.video_encoder.pool(joint[:, num_audio:], self.video_encoder.grid_of(video), steps),

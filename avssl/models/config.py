@@ -117,10 +117,13 @@ class ModelConfig:
     learnable_temperature: bool = False
     # audio-visual synchronisation pretext task, off at 0: each clip's sound is also decoded shifted by
     # one of sync_offsets evenly spaced offsets in [-sync_max_shift, sync_max_shift] seconds (0 among
-    # them: in sync), and a head on the joint tokens classifies the offset; sync_weight multiplies its loss
+    # them: in sync), and a head on the joint tokens classifies the offset; sync_weight multiplies its loss.
+    # sync_head "lag" scores each offset by matching the streams' per-step features at that lag
+    # (avssl.models.sync_head); "mlp" classifies their concatenated time stretches
     sync_weight: float = 0.0
     sync_offsets: int = 9
     sync_max_shift: float = 0.8
+    sync_head: Literal["lag", "mlp"] = "lag"
     # preprocessing the weights expect
     clip_duration: float = 2.0
     audio_rate: int = 16000

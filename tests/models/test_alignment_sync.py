@@ -7,6 +7,7 @@ from torch import nn
 
 from avssl.losses import ContrastiveLoss
 from avssl.models.factory import create_model
+from avssl.models.sync_head import LagSyncHead
 from avssl.objectives import BarlowTwinsLoss, SwAVLoss, VICRegLoss
 
 KINDS = {"infonce": ContrastiveLoss, "barlow": BarlowTwinsLoss, "vicreg": VICRegLoss, "swav": SwAVLoss}
@@ -59,22 +60,24 @@ def test_sync_term_is_added_and_needs_its_inputs():
     torch.testing.assert_close(out["loss_sync"], by_hand)
 
 
-def test_sync_head_learns_to_read_an_offset():
-    # a pulse in the frames and the same pulse in the sound, moved by the offset: after some steps the
-    # head names the offset of new clips far above chance (1 / 3)
+@pytest.mark.parametrize("head", ["lag", "mlp"])
+def test_sync_head_learns_to_read_an_offset(head):
+    # a pulse in the frames and the same pulse in the sound, moved as a sound read `offset` seconds
+    # later would be (earlier in its window): after some steps the head names the offset of new clips
+    # far above chance (1 / 3)
     torch.manual_seed(0)
-    model = create_model("tiny", sync_weight=1.0, sync_offsets=3, mae_weight=0.0, contrastive_weight=0.0,
-                         video_mask_ratio=0.5, audio_mask_ratio=0.5)
+    model = create_model("tiny", sync_weight=1.0, sync_offsets=3, sync_max_shift=0.4, sync_head=head,
+                         mae_weight=0.0, contrastive_weight=0.0, video_mask_ratio=0.5, audio_mask_ratio=0.5)
 
     def clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
         video, audio = torch.zeros(n, 8, 3, 64, 64), torch.zeros(n, 208, 128)
         at = torch.randint(2, 6, (n,), generator=gen)  # the frame of the pulse
-        offset = torch.randint(0, 3, (n,), generator=gen)
+        offset = torch.randint(0, 3, (n,), generator=gen)  # -0.4, 0 or +0.4 s
         for i in range(n):
             video[i, at[i]] = 3.0
-            start = int(at[i]) * 26 + (int(offset[i]) - 1) * 52  # 26 spectrogram frames per video frame
-            audio[i, start:start + 26] = 3.0
+            start = int(at[i]) * 25 - (int(offset[i]) - 1) * 40  # 25 spectrogram frames (10 ms) per video frame
+            audio[i, start:start + 25] = 3.0
         return video, audio, offset
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -88,6 +91,24 @@ def test_sync_head_learns_to_read_an_offset():
     with torch.no_grad():
         accuracy = (model.eval().sync_logits(video, audio).argmax(dim=1) == offset).float().mean()
     assert accuracy > 0.7
+
+
+def test_lag_head_scores_the_offset_at_which_the_streams_match():
+    # untrained but with identity projections: a feature at the frames' step 5 (0.92 s into the clip,
+    # 1/6 s steps) and at the sound's step 3 (0.48-0.64 s, 0.16 s steps) match when the sound is read
+    # 0.4 s later than the frames, so that offset scores highest, and a sound moved the other way
+    # scores the mirrored offset
+    head = LagSyncHead(8, [-0.8, -0.4, 0.0, 0.4, 0.8], video_step_s=1 / 6, audio_step_s=0.16)
+    for projection in (head.video, head.audio):
+        nn.init.eye_(projection[1].weight)
+        nn.init.zeros_(projection[1].bias)
+    video, audio = torch.zeros(1, 12, 8), torch.zeros(1, 13, 8)
+    video[0, 5, 2] = 1.0
+    audio[0, 3, 2] = 1.0
+    assert head(video, audio).argmax().item() == 3
+    later = torch.zeros(1, 13, 8)
+    later[0, 8, 2] = 1.0  # 1.28-1.44 s: the sound read 0.4 s earlier
+    assert head(video, later).argmax().item() == 1
 
 
 def test_a_classifier_drops_the_sync_head_and_the_prototypes():
