@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "accuracy with its chance level, accuracy within one offset, in-sync-or-not accuracy and the mean "
         "error in seconds.",
     )
-    sync.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder (its best) or weights")
+    sync.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder (its last checkpoint: the "
+                      "best is chosen on retrieval) or weights")
     sync.add_argument("data", help="folder of videos, folder of class folders, or CSV manifest")
     sync.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the offsets drawn (default 0)")
     sync.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")

@@ -21,6 +21,7 @@ from avssl.data.pipeline import input_pipeline
 from avssl.data.sync import SyncShift
 from avssl.models.av_model import AVModel
 from avssl.models.factory import load_model
+from avssl.models.weights import resolve_checkpoint
 from avssl.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ def evaluate_sync(checkpoint: str | Path | AVModel, source: str | Path, *, seed:
                   batch_size: int = 16, num_workers: int = 2, device: str = "auto",
                   show_progress: bool = True) -> dict[str, Any]:
     """`sync_metrics` of a checkpoint (or model) pretrained with `model.sync_weight` > 0 on the clips of
-    `source` (folder, class folders, CSV or shards), with their offsets drawn with `seed`."""
+    `source` (folder, class folders, CSV or shards), with their offsets drawn with `seed`. A run folder
+    gives its last checkpoint: its best is chosen on retrieval, which says nothing of the sync head."""
+    if not isinstance(checkpoint, AVModel) and Path(checkpoint).is_dir():
+        checkpoint = resolve_checkpoint(checkpoint, "last")
     model = checkpoint if isinstance(checkpoint, AVModel) else load_model(checkpoint, pick_device(device))
     shift = SyncShift.from_config(model.config)
     if shift is None:

@@ -27,6 +27,22 @@ def test_sync_metrics_by_hand():
         sync_metrics(torch.tensor([], dtype=torch.int64), torch.tensor([], dtype=torch.int64), shift)
 
 
+def test_a_run_folder_is_evaluated_at_its_last_checkpoint(synthetic_corpus, tmp_path):
+    # the best checkpoint is chosen on retrieval: the sync head is judged by the run's final weights.
+    # The two checkpoints differ in their offset count, so the chance level says which one was read
+    from avssl.models.factory import create_model
+    from avssl.tasks.sync import evaluate_sync
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for name, offsets in (("step_1", 3), ("step_2", 5)):
+        create_model("tiny", sync_weight=0.5, sync_offsets=offsets).save_pretrained(checkpoints / name)
+    (checkpoints / "index.json").write_text(json.dumps({"last": "step_2", "best": "step_1", "best_metric": 1.0}))
+    kwargs = dict(num_workers=0, show_progress=False)
+    assert evaluate_sync(tmp_path / "run", synthetic_corpus / "val.csv", **kwargs)["chance_accuracy"] == 20.0
+    assert evaluate_sync(checkpoints / "step_1", synthetic_corpus / "val.csv", **kwargs)["chance_accuracy"] == \
+        pytest.approx(100 / 3)
+
+
 @pytest.mark.slow
 def test_pretrain_with_vicreg_and_sync_then_evaluate_sync(synthetic_corpus, tmp_path, capsys):
     run = tmp_path / "run"
