@@ -16,8 +16,9 @@ frame. One pretraining step:
    returned; Barlow Twins and VICReg take the raw projections, from a Linear-BN-ReLU-Linear projector
    (their papers' projectors end in batch norm; the losses standardise over the batch themselves);
 5. with `sync_weight` > 0, the clip's sound shifted by a known offset (decoded with it,
-   `avssl.data.sync`) and the frames go through the joint blocks together, and `sync_head` classifies
-   the offset from the joint tokens pooled over time stretches (`sync_logits`).
+   `avssl.data.sync`) and the frames go through the joint blocks together, and `sync_head` names the
+   offset from the joint tokens per time step (`sync_logits`): by matching the two streams at each
+   offset (`LagSyncHead`, the default) or by classifying their time stretches (`sync_head="mlp"`).
 
 Options for data where the shared event is small and brief (`ModelConfig`): `contrastive_view="full"`
 takes the embeddings from a second pass over the whole clip, `time_bins` adds when-in-the-clip to
