@@ -15,11 +15,12 @@ import torch
 from avssl.data.audio import target_frames
 from avssl.data.augment import AugmentConfig, join_phrases
 from avssl.data.decode import DecodedClip, decode_clips
+from avssl.data.mirror import MirrorLabels
 from avssl.data.sampling import ClipInfo, ClipSampler, make_sampler, seed_from
 from avssl.data.sync import SyncShift
 from avssl.data.pipeline import InputPipeline, report_audio_length
 from avssl.data.normalization import FBANK_MEAN, FBANK_STD, IMAGENET_MEAN, IMAGENET_STD
-from avssl.data.video import EVAL_CROP_FRACTION
+from avssl.data.video import EVAL_CROP_FRACTION, VideoTransform
 
 MAX_CONSECUTIVE_FAILURES = 10
 
@@ -96,11 +97,31 @@ class ClipMaker:
         self.video_transform = (self.pipeline.spatial_crops(crops) if crops is not None
                                 else self.pipeline.video_transform(train, augment))
         self.audio_transform = self.pipeline.audio_transform(train, augment)
+        self._augment = augment
+        self.mirror: MirrorLabels | None = None
+        self._mirror_reads_labels = True
+
+    def pair_mirrored_classes(self, classes: Sequence[str], like: MirrorLabels | None = None) -> None:
+        """Make a mirrored training clip take its mirror class (`avssl.data.mirror`), as the
+        augmentations' ``flip_labels`` / ``flip_pairs`` say, once the dataset knows its `classes`.
+        `like`: another dataset's pairing, for clips whose labels come later by file (a
+        pseudo-labelled pool): their own labels are not read, they are mirrored only when every class
+        has a mirror class, and their items' ``mirrored`` says which to swap. Nothing changes without a
+        training flip."""
+        transform = self.video_transform
+        if not (isinstance(transform, VideoTransform) and transform.train and transform.flip):
+            return
+        if like is not None:
+            self.mirror, self._mirror_reads_labels = like, False
+        elif classes:
+            self.mirror = MirrorLabels(classes, self._augment.flip_labels, self._augment.flip_pairs)
 
     def augmentations(self) -> str:
         """The random augmentations of this dataset's items in words ("none" for evaluation data),
         read from the transforms themselves, so a run logs what its clips really get."""
-        return join_phrases(self.video_transform.describe() + self.audio_transform.describe())
+        labels = self.mirror.describe() if self.mirror is not None else ""
+        video = [f"{p} ({labels})" if p == "horizontal flip" and labels else p for p in self.video_transform.describe()]
+        return join_phrases(video + self.audio_transform.describe())
 
     def make_item(self, video: str | Path | BinaryIO, *, path: str, duration: float, offset: float,
                   label: torch.Tensor, index: int, item: int) -> dict | list[dict]:
@@ -126,11 +147,20 @@ class ClipMaker:
 
     def _item(self, decoded: DecodedClip, clip: ClipInfo, offset: float, path: str, label: torch.Tensor,
               index: int, generator: torch.Generator) -> dict:
+        extra = {}
+        if self.mirror is None:
+            video = self.video_transform(decoded.frames, generator)
+        else:  # a mirrored clip shows its mirror class; `mirrored` tells a later relabelling to swap too
+            swapped = self.mirror.mirror(label if self._mirror_reads_labels else torch.tensor(-1))
+            video, mirrored = self.video_transform.transform(decoded.frames, generator, may_flip=swapped is not None)
+            label = swapped if mirrored and self._mirror_reads_labels else label
+            extra = {"mirrored": mirrored}
         return {
-            "video": self.video_transform(decoded.frames, generator),
+            "video": video,
             "audio": self.audio_transform(decoded.audio, generator),
             "has_audio": torch.tensor(decoded.has_audio),
             "label": label,
+            **extra,
             "path": path,
             "clip_start": offset + clip.start,
             "clip_end": offset + clip.end,

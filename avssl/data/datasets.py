@@ -65,6 +65,7 @@ class ClipDataset(ClipMaker, Dataset):
         self.multi_label = corpus.multi_label
         names = [corpus.labels(s) for s in corpus.entries]
         self.classes = self._resolve_classes(corpus.entries, names, classes)
+        self.pair_mirrored_classes(self.classes)
         class_index = {c: i for i, c in enumerate(self.classes)}
 
         segments = corpus.entries

@@ -101,6 +101,7 @@ class ShardDataset(ClipMaker, IterableDataset):
         unknown = sorted(set(data["classes"]) - set(self.classes))
         if unknown:
             raise ValueError(f"label {unknown[0]!r} in the shards is not one of the {len(self.classes)} given classes")
+        self.pair_mirrored_classes(self.classes)
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         self.rejected = [VideoInfo(r["path"], False, r["reason"]) for r in data.get("rejected", [])]
         self._shard_videos = [list(s["indices"]) for s in entries]  # packed video numbers per shard

@@ -2,7 +2,7 @@
 
 Training: random-resized crop (area ``scale``, aspect ``ratio``; ``scale`` (1, 1)
 keeps the whole frame) and horizontal flip (optional: a mirror turns "moving
-left" into "moving right"). Evaluation: resize the short side to
+left" into "moving right", which `avssl.data.mirror` turns into a label swap). Evaluation: resize the short side to
 ``size / crop_fraction`` and take the centre ``size`` x ``size`` crop: 0.875 (the
 default) resizes 224 -> 256 first, ImageNet's convention; 1.0 resizes straight to
 ``size``, as CAV-MAE (``T.Resize(224)`` + ``T.CenterCrop(224)``) and VideoMAE do.
@@ -126,21 +126,30 @@ class VideoTransform:
 
     def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one clip; ``frames`` is (T, H, W, 3) uint8."""
+        return self.transform(frames, generator)[0]
+
+    def transform(self, frames: torch.Tensor, generator: torch.Generator | None = None, *,
+                  may_flip: bool = True) -> tuple[torch.Tensor, bool]:
+        """Transform one clip and say whether it was mirrored. `may_flip` False vetoes a mirror the
+        coin asked for (a label without a mirror class); the coin is drawn either way, so the draws
+        that follow stay the same."""
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames of shape (T, H, W, 3), got {tuple(frames.shape)}")
         clip = rearrange(frames, "t h w c -> t c h w")
         size = [self.size, self.size]
+        mirrored = False
         if self.train:
             top, left, h, w = random_resized_crop_box(clip.shape[-2], clip.shape[-1], self.scale, self.ratio,
                                                       generator)
             clip = TF.resized_crop(clip, top, left, h, w, size, antialias=True)
-            if self.flip and _rand(generator) < 0.5:
+            mirrored = self.flip and _rand(generator) < 0.5 and may_flip
+            if mirrored:
                 clip = TF.horizontal_flip(clip)
         else:
             clip = TF.resize(clip, [eval_resize(self.size, self.crop_fraction)], antialias=True)
             clip = TF.center_crop(clip, size)
         clip = TF.to_dtype(clip, torch.float32, scale=True)
-        return TF.normalize(clip, self.mean, self.std)
+        return TF.normalize(clip, self.mean, self.std), mirrored
 
 
 class SpatialCrops:

@@ -26,6 +26,7 @@ from avssl.config import NON_EMPTY, Check, OneOf, Range, at_least, key_hint
 from avssl.data.datasets import ClipDataset
 from avssl.data.interleave import Interleaved
 from avssl.data.manifest import read_source
+from avssl.data.mirror import MirrorLabels
 from avssl.data.shard_index import is_shard_source, labels_by_file, packed_videos_of
 from avssl.data.shards import ShardDataset
 from avssl.models.config import ModelConfig, config_fields, get_config
@@ -186,16 +187,21 @@ def pseudo_label_stats(labels: PseudoLabels, classes: list[str], truth: tuple[to
 
 class _Targets:
     """Gives an item (a dict, or a list of them with several clips) a float (C,) `label` target: with
-    `by_file`, the target of its file; else its own label as one target (one-hot; multi-hot as it is)."""
+    `by_file`, the target of its file (its mirror classes' when the clip was mirrored: `mirror`); else
+    its own label as one target (one-hot; multi-hot as it is)."""
 
-    def __init__(self, num_classes: int, multi_label: bool, by_file: dict[str, torch.Tensor] | None = None) -> None:
-        self.num_classes, self.multi_label, self.by_file = num_classes, multi_label, by_file
+    def __init__(self, num_classes: int, multi_label: bool, by_file: dict[str, torch.Tensor] | None = None,
+                 mirror: MirrorLabels | None = None) -> None:
+        self.num_classes, self.multi_label, self.by_file, self.mirror = num_classes, multi_label, by_file, mirror
 
     def __call__(self, item: dict | list[dict]) -> dict | list[dict]:
         if isinstance(item, list):
             return [self(row) for row in item]
         if self.by_file is not None:
-            return {**item, "label": self.by_file[os.path.abspath(item["path"])]}
+            target = self.by_file[os.path.abspath(item["path"])]
+            if item.get("mirrored") and self.mirror is not None:
+                target = self.mirror.mirror(target)
+            return {**item, "label": target}
         label = item["label"]
         return {**item, "label": label if self.multi_label else F.one_hot(label, self.num_classes).float()}
 
@@ -212,7 +218,7 @@ class PseudoLabelled(Dataset):
         self.silent_videos = labelled.silent_videos + unlabeled.silent_videos
         self.num_videos = labelled.num_videos + unlabeled.num_videos
         self._own = _Targets(len(self.classes), self.multi_label)
-        self._pseudo = _Targets(len(self.classes), self.multi_label, labels.by_file())
+        self._pseudo = _Targets(len(self.classes), self.multi_label, labels.by_file(), labelled.mirror)
 
     def augmentations(self) -> str:
         """The random augmentations of the clips (both parts share them)."""
@@ -247,8 +253,10 @@ def pseudo_labelled(labelled: ClipDataset | ShardDataset, unlabeled: ClipDataset
                              f"pool's {pool_shards} shards, fewer than the {ranks} ranks: keep more clips "
                              "(pseudo_label.threshold / top_k) or write the pool in smaller shards (avssl shard "
                              "--shard-size)")
+    if labelled.mirror is not None:  # the pool's clips are mirrored as the labelled ones, by their pseudo labels
+        unlabeled.pair_mirrored_classes(labelled.classes, like=labelled.mirror)
     if not isinstance(labelled, ShardDataset) and not isinstance(unlabeled, ShardDataset):
         return PseudoLabelled(labelled, unlabeled, labels)
     num_classes, multi_label = len(labelled.classes), labelled.multi_label
     return Interleaved([labelled, unlabeled], seed=labelled.seed, relabel=[
-        _Targets(num_classes, multi_label), _Targets(num_classes, multi_label, labels.by_file())])
+        _Targets(num_classes, multi_label), _Targets(num_classes, multi_label, labels.by_file(), labelled.mirror)])

@@ -254,7 +254,8 @@ def test_multi_label_shards_keep_their_multi_hot_labels_beside_pseudo_labels(syn
     labelled.write_text("path,labels\n" + "".join(f"{synthetic_corpus / r['path']},{r['label']};any\n"
                                                    for r in rows[:6]))
     pool = [str(synthetic_corpus / r["path"]) for r in rows[6:12]]
-    dataset = ShardDataset(_shards(labelled, tmp_path / "shards"), seed=1, **TINY)
+    classes = ["any", *sorted({r["label"] for r in rows})]  # the teacher's classes: the pseudo targets' columns
+    dataset = ShardDataset(_shards(labelled, tmp_path / "shards"), seed=1, classes=classes, **TINY)
     assert dataset.classes[0] == "any" and dataset.multi_label
     probs = torch.tensor([[0.9, 0.2, 0.6, 0.7, 0.3]] * 3 + [[0.2, 0.1, 0.1, 0.1, 0.1]] * 3)
     labels = choose_pseudo_labels(probs, pool, PseudoLabelConfig(threshold=0.5), multi_label=True)
