@@ -12,6 +12,8 @@ import torch
 from avssl.data.augment import AugmentConfig
 from avssl.data.datasets import ClipDataset
 from avssl.data.mirror import MirrorLabels, mirrored_name
+from avssl.data.shard_writer import write_shards
+from avssl.data.shards import ShardDataset
 from avssl.data.synthetic import write_video
 from avssl.tasks.pseudo_labels import PseudoLabels, pseudo_labelled
 
@@ -99,6 +101,22 @@ def test_a_mirrored_clip_takes_its_mirror_class(direction_manifest):
             assert int(item["label"]) == (1 - own if item["mirrored"] else own)
             mirrored += item["mirrored"]
     assert 4 <= mirrored <= 12  # 16 coin flips: about half mirrored
+
+
+def test_shard_clips_are_mirrored_with_their_labels_too(direction_manifest, tmp_path):
+    write_shards(direction_manifest, tmp_path / "shards", shard_size="100KB", shuffle_seed=0, probe_cache=False)
+    data = ShardDataset(tmp_path / "shards", num_frames=4, frame_size=32, train=True, seed=3,
+                        augment=AugmentConfig(crop_scale=(1.0, 1.0), freq_mask=0, time_mask=0.0))
+    items = []
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        items += list(data)
+    assert len(items) == 24 and data.mirror is not None and data.mirror.swaps() == [("left", "right")]
+    for item in items:
+        own = [0, 0, 1, 1, 2, 2][_clip(item)]
+        assert item["mirrored"] == _looks_mirrored(item) and not (own == 2 and item["mirrored"])
+        assert int(item["label"]) == (1 - own if item["mirrored"] else own)
+    assert any(item["mirrored"] for item in items)
 
 
 def test_keep_mode_mirrors_without_touching_labels_and_no_flip_never_mirrors(direction_manifest):
